@@ -1,0 +1,49 @@
+"""Packaging for xarray_beam (Dataflow workers install it with --setup_file)."""
+
+import pathlib
+import re
+
+import setuptools
+
+_HERE = pathlib.Path(__file__).parent
+_VERSION = re.search(
+    r'^__version__ = "([^"]+)"',
+    (_HERE / "xarray_beam" / "__init__.py").read_text(),
+    re.M,
+).group(1)
+
+setuptools.setup(
+    name="xarray_beam",
+    version=_VERSION,
+    description="Apache Beam transforms over chunked xarray data, with bounded memory.",
+    long_description=(_HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=setuptools.find_packages(include=["xarray_beam", "xarray_beam.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "apache-beam>=2.60",
+        "xarray>=2025.6.0",
+        "zarr>=3.0.8",
+        "dask>=2024.8.0",
+        "numpy>=1.26",
+        "pandas>=2.2",
+        "fsspec>=2024.6.0",
+        "numcodecs>=0.15",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+        ],
+        "gcp": ["gcsfs>=2024.6.0"],
+        "s3": ["s3fs>=2024.6.0"],
+        "docs": ["sphinx>=7", "myst-parser>=3", "furo>=2024.1"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Atmospheric Science",
+    ],
+)

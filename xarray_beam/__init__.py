@@ -1,0 +1,64 @@
+"""xarray_beam: Apache Beam transforms over chunked xarray data.
+
+A distributed dataset is a PCollection of ``(Key, xarray.Dataset)`` pairs;
+the transforms here read, split, consolidate and write such chunks.
+"""
+
+from xarray_beam.core import (
+    DatasetToChunks,
+    Key,
+    KeyCoder,
+    ValidateEachChunk,
+    offsets_to_slices,
+    validate_chunk,
+)
+from xarray_beam.rechunk import (
+    ConsolidateChunks,
+    ConsolidateVariables,
+    SplitChunks,
+    SplitVariables,
+    consolidate_chunks,
+    consolidate_fully,
+    consolidate_variables,
+    in_memory_rechunk,
+    split_chunks,
+    split_variables,
+)
+from xarray_beam.templates import make_template, replace_template_dims
+from xarray_beam.zarr import (
+    ChunksToZarr,
+    DatasetToZarr,
+    open_zarr,
+    setup_zarr,
+    validate_zarr_chunk,
+    write_chunk_to_zarr,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ChunksToZarr",
+    "ConsolidateChunks",
+    "ConsolidateVariables",
+    "DatasetToChunks",
+    "DatasetToZarr",
+    "Key",
+    "KeyCoder",
+    "SplitChunks",
+    "SplitVariables",
+    "ValidateEachChunk",
+    "consolidate_chunks",
+    "consolidate_fully",
+    "consolidate_variables",
+    "in_memory_rechunk",
+    "make_template",
+    "offsets_to_slices",
+    "open_zarr",
+    "replace_template_dims",
+    "setup_zarr",
+    "split_chunks",
+    "split_variables",
+    "validate_chunk",
+    "validate_zarr_chunk",
+    "write_chunk_to_zarr",
+]

@@ -1,0 +1,545 @@
+"""Splitting and consolidating chunks, in memory and as Beam transforms.
+
+The in-memory functions work on plain lists of ``(Key, Dataset)`` pairs; the
+transforms are thin wiring around them.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import xarray
+
+from xarray_beam import chunks as chunks_lib
+from xarray_beam.core import Key, describe_dataset
+
+Chunk = tuple[Key, xarray.Dataset]
+_KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
+_MAX_LISTED = 5
+# Options for xarray.combine_nested that reassemble split chunks exactly;
+# combine_kwargs given by users override them.
+_COMBINE_DEFAULTS = {
+    "data_vars": "minimal",
+    "coords": "minimal",
+    "compat": "override",
+    "join": "exact",
+    "combine_attrs": "override",
+}
+
+
+def split_chunks(
+    key: Key, dataset: xarray.Dataset, target_chunks: Mapping[str, int]
+) -> Iterator[Chunk]:
+    """Split a chunk at absolute multiples of ``target_chunks``.
+
+    Pieces are aligned to the global grid of target chunks, not to the start of
+    this chunk, so chunks split independently fit together. Dimensions of
+    ``target_chunks`` that the chunk lacks are ignored; -1 means "do not split".
+
+    Example:
+      >>> ds = xarray.Dataset({'foo': ('x', list(range(5)))})
+      >>> [(k, ds.sizes['x']) for k, ds in split_chunks(Key({'x': 3}), ds, {'x': 4})]
+      [(Key(offsets={'x': 3}, vars=None), 1), (Key(offsets={'x': 4}, vars=None), 4)]
+    """
+    target_chunks = chunks_lib.check_chunk_sizes(target_chunks)
+    pieces = {}
+    for dim, target in target_chunks.items():
+        if dim in dataset.dims and target != -1:
+            offset = key.offsets.get(dim, 0)
+            pieces[dim] = chunks_lib.aligned_pieces(offset, dataset.sizes[dim], target)
+    if all(len(p) == 1 for p in pieces.values()):
+        new_offsets = {dim: p[0][0] for dim, p in pieces.items()}
+        yield key.with_offsets(**new_offsets), dataset
+        return
+    for combo in itertools.product(*pieces.values()):
+        new_offsets = {}
+        slices = {}
+        for dim, (start, stop) in zip(pieces, combo, strict=True):
+            base = key.offsets.get(dim, 0)
+            new_offsets[dim] = start
+            slices[dim] = slice(start - base, stop - base)
+        yield key.with_offsets(**new_offsets), dataset.isel(slices)
+
+
+def split_variables(key: Key, dataset: xarray.Dataset) -> Iterator[Chunk]:
+    """Split a chunk into one chunk per data variable.
+
+    Each new key has ``vars={name}`` and keeps only the offsets of that
+    variable's dimensions.
+
+    Example:
+      >>> ds = xarray.Dataset({'a': ('x', [1, 2]), 'b': ((), 3)})
+      >>> [k for k, _ in split_variables(Key({'x': 2}), ds)]
+      [Key(offsets={'x': 2}, vars={'a'}), Key(offsets={}, vars={'b'})]
+    """
+    for name, var in dataset.data_vars.items():
+        offsets = {d: o for d, o in key.offsets.items() if d in var.dims}
+        yield Key(offsets, {name}), dataset[[name]]
+
+
+def _full_offsets(key: Key, dims: Iterable[str]) -> dict[str, int]:
+    return {dim: key.offsets.get(dim, 0) for dim in dims}
+
+
+def _listed(keys: list[Key]) -> str:
+    shown = ", ".join(repr(k) for k in keys[:_MAX_LISTED])
+    extra = len(keys) - _MAX_LISTED
+    return shown + (f" and {extra} more" if extra > 0 else "")
+
+
+def consolidate_chunks(
+    inputs: Iterable[Chunk], combine_kwargs: Mapping[str, Any] | None = None
+) -> Chunk:
+    """Combine chunks that tile a larger block into one chunk.
+
+    Args:
+      inputs: ``(Key, Dataset)`` pairs with the same ``vars`` whose offsets form
+        a complete, contiguous grid.
+      combine_kwargs: if given, the chunks are combined with
+        ``xarray.combine_nested`` instead of the default direct assembly
+        (which takes variables that do not span a combined dimension from the
+        first chunk); these options override ``data_vars='minimal',
+        coords='minimal', compat='override', join='exact',
+        combine_attrs='override'``.
+
+    Returns:
+      The key of the first (lowest offsets) chunk and the combined dataset.
+
+    Raises:
+      ValueError: naming the keys at fault, if chunks are missing, duplicated,
+        overlap, leave gaps, or disagree in variables, dimensions or dtypes.
+
+    Example:
+      >>> ds = xarray.Dataset({'foo': ('x', [1, 2, 3])})
+      >>> pieces = [(Key({'x': 0}), ds.isel(x=slice(0, 2))),
+      ...           (Key({'x': 2}), ds.isel(x=[2]))]
+      >>> key, out = consolidate_chunks(pieces)
+      >>> key, out.foo.values.tolist()
+      (Key(offsets={'x': 0}, vars=None), [1, 2, 3])
+    """
+    inputs = list(inputs)
+    if not inputs:
+        raise ValueError("consolidate_chunks needs at least one chunk")
+    if len(inputs) == 1:
+        return inputs[0]
+    keys = [key for key, _ in inputs]
+    vars_values = {key.vars for key in keys}
+    if len(vars_values) > 1:
+        first_by_vars = {key.vars: key for key in reversed(keys)}
+        raise ValueError(
+            f"cannot consolidate chunks with different vars: "
+            f"{_listed(list(first_by_vars.values()))}; consolidate variables "
+            f"first (ConsolidateVariables) or group chunks by vars"
+        )
+    all_dims = list(dict.fromkeys(d for key in keys for d in key.offsets))
+    offsets = [_full_offsets(key, all_dims) for key in keys]
+    combined = [d for d in all_dims if len({o[d] for o in offsets}) > 1]
+    axis_offsets = {d: sorted({o[d] for o in offsets}) for d in combined}
+    position_of = {
+        d: {off: i for i, off in enumerate(axis_offsets[d])} for d in combined
+    }
+
+    grid: dict[tuple[int, ...], Chunk] = {}
+    for (key, dataset), offs in zip(inputs, offsets, strict=True):
+        pos = tuple(position_of[d][offs[d]] for d in combined)
+        if pos in grid:
+            raise ValueError(f"duplicate chunks to consolidate for {key}")
+        missing_dims = [d for d in combined if d not in dataset.dims]
+        if missing_dims:
+            raise ValueError(
+                f"chunk {key} lacks dimension(s) {missing_dims} that its offsets "
+                f"vary along: {describe_dataset(dataset)}"
+            )
+        grid[pos] = (key, dataset)
+    shape = tuple(len(axis_offsets[d]) for d in combined)
+    _check_complete(grid, shape, combined, axis_offsets, keys[0])
+    sizes = _axis_sizes(grid, combined, axis_offsets)
+
+    origin_key = grid[(0,) * len(combined)][0]
+    result_key = Key({d: min(o[d] for o in offsets) for d in all_dims}, origin_key.vars)
+    if combine_kwargs is not None:
+        kwargs = {**_COMBINE_DEFAULTS, **combine_kwargs}
+        dataset = _combine_with_xarray(grid, shape, combined, kwargs)
+    else:
+        dataset = _assemble(grid, combined, sizes)
+    return result_key, dataset
+
+
+def _check_complete(grid, shape, dims, axis_offsets, example: Key) -> None:
+    missing = [
+        example.with_offsets(
+            **{d: axis_offsets[d][i] for d, i in zip(dims, pos, strict=True)}
+        )
+        for pos in np.ndindex(*shape)
+        if pos not in grid
+    ]
+    if missing:
+        raise ValueError(
+            f"cannot consolidate: the chunks along {dims} do not form a complete "
+            f"grid; missing chunk(s) at {_listed(missing)}"
+        )
+
+
+def _axis_sizes(grid, dims, axis_offsets) -> dict[str, list[int]]:
+    """Chunk sizes at each grid position, checked for consistency and contiguity."""
+    sizes = {}
+    for axis, dim in enumerate(dims):
+        dim_sizes = []
+        for i, start in enumerate(axis_offsets[dim]):
+            seen = {}
+            for pos, (key, dataset) in grid.items():
+                if pos[axis] == i:
+                    seen.setdefault(dataset.sizes[dim], key)
+            if len(seen) > 1:
+                raise ValueError(
+                    f"chunks at offset {start} along {dim!r} have different sizes "
+                    f"{sorted(seen)}: {_listed(list(seen.values()))}"
+                )
+            (size,) = seen
+            dim_sizes.append(size)
+            if i + 1 < len(axis_offsets[dim]):
+                next_start = axis_offsets[dim][i + 1]
+                if start + size != next_start:
+                    problem = (
+                        "leaves a gap before"
+                        if start + size < next_start
+                        else ("overlaps")
+                    )
+                    this_key = next(iter(seen.values()))
+                    next_key = next(k for p, (k, _) in grid.items() if p[axis] == i + 1)
+                    raise ValueError(
+                        f"chunks are misaligned along {dim!r}: {this_key} covers "
+                        f"[{start}, {start + size}), which {problem} {next_key} "
+                        f"starting at {next_start}"
+                    )
+        sizes[dim] = dim_sizes
+    return sizes
+
+
+def _assemble(grid, dims: list[str], sizes: dict[str, list[int]]) -> xarray.Dataset:
+    """Copy each variable's blocks into one array (one copy per byte)."""
+    origin = (0,) * len(dims)
+    first_key, first = grid[origin]
+    for key, dataset in grid.values():
+        if set(dataset.data_vars) != set(first.data_vars):
+            raise ValueError(
+                f"chunks to consolidate have different data variables: {first_key} "
+                f"has {sorted(first.data_vars)} but {key} has "
+                f"{sorted(dataset.data_vars)}"
+            )
+    starts = {d: np.cumsum([0, *sizes[d][:-1]]).tolist() for d in dims}
+    variables = {}
+    for name, var in first.variables.items():
+        var_dims = [d for d in dims if d in var.dims]
+        if not var_dims:
+            variables[name] = var
+            continue
+        blocks = []
+        for index in itertools.product(*(range(len(sizes[d])) for d in var_dims)):
+            at = dict(zip(var_dims, index, strict=True))
+            key, dataset = grid[tuple(at.get(d, 0) for d in dims)]
+            if name not in dataset.variables:
+                raise ValueError(f"chunk {key} lacks variable {name!r} of {first_key}")
+            block = dataset.variables[name]
+            if set(block.dims) != set(var.dims):
+                raise ValueError(
+                    f"variable {name!r} has dimensions {block.dims} in chunk {key} "
+                    f"but {var.dims} in chunk {first_key}"
+                )
+            region = tuple(
+                slice(starts[d][at[d]], starts[d][at[d]] + sizes[d][at[d]])
+                if d in at
+                else slice(None)
+                for d in var.dims
+            )
+            blocks.append((key, region, block.transpose(*var.dims)))
+        dtype = _common_dtype(name, [(k, b.dtype) for k, _, b in blocks], first_key)
+        shape = tuple(
+            sum(sizes[d]) if d in var_dims else n
+            for d, n in zip(var.dims, var.shape, strict=True)
+        )
+        out = np.empty(shape, dtype)
+        for key, region, block in blocks:
+            target = out[region]
+            if target.shape != block.shape:
+                raise ValueError(
+                    f"variable {name!r} in chunk {key} has shape {block.shape}, "
+                    f"expected {target.shape}"
+                )
+            target[...] = block.values
+        variables[name] = xarray.Variable(var.dims, out, var.attrs, var.encoding)
+    return xarray.Dataset(
+        {name: variables[name] for name in first.data_vars},
+        coords={name: variables[name] for name in first.coords},
+        attrs=first.attrs,
+    )
+
+
+def _common_dtype(name: str, dtypes: list[tuple[Key, np.dtype]], first_key: Key):
+    """One dtype for a variable's blocks; only text and time units may differ."""
+    kinds = {dtype.kind for _, dtype in dtypes}
+    unique = {dtype for _, dtype in dtypes}
+    if len(unique) == 1:
+        return unique.pop()
+    if len(kinds) == 1 and kinds <= {"U", "S", "M", "m"}:
+        return np.result_type(*unique)
+    first_dtype = dtypes[0][1]
+    other_key, other = next((k, d) for k, d in dtypes if d != first_dtype)
+    raise ValueError(
+        f"variable {name!r} has dtype {first_dtype} in chunk {first_key} but "
+        f"{other} in chunk {other_key}"
+    )
+
+
+def _combine_with_xarray(grid, shape, dims, combine_kwargs) -> xarray.Dataset:
+    def nested(prefix: tuple[int, ...]):
+        if len(prefix) == len(dims):
+            return grid[prefix][1]
+        return [nested((*prefix, i)) for i in range(shape[len(prefix)])]
+
+    return xarray.combine_nested(nested(()), concat_dim=list(dims), **combine_kwargs)
+
+
+def consolidate_variables(
+    inputs: Iterable[Chunk], merge_kwargs: Mapping[str, Any] | None = None
+) -> Chunk:
+    """Merge chunks holding different variables of the same region.
+
+    Args:
+      inputs: ``(Key, Dataset)`` pairs with disjoint variables whose offsets
+        agree on shared dimensions.
+      merge_kwargs: if given, merge with ``xarray.merge(..., **merge_kwargs)``
+        instead of the default direct merge (which requires shared coordinates
+        to be equal).
+
+    Returns:
+      A key with the union of offsets and vars, and the merged dataset.
+
+    Raises:
+      ValueError: naming the keys at fault, if offsets disagree, or a variable
+        appears in two chunks with different values (identical copies, as
+        ``split_variables`` makes of variables lacking a split dimension, are
+        merged into one).
+
+    Example:
+      >>> a = xarray.Dataset({'a': ('x', [1, 2])})
+      >>> b = xarray.Dataset({'b': ('x', [3, 4])})
+      >>> key, ds = consolidate_variables(
+      ...     [(Key({'x': 0}, {'a'}), a), (Key({'x': 0}, {'b'}), b)])
+      >>> key, sorted(ds.data_vars)
+      (Key(offsets={'x': 0}, vars={'a', 'b'}), ['a', 'b'])
+    """
+    inputs = sorted(inputs, key=lambda kv: sorted(kv[1].data_vars))
+    if not inputs:
+        raise ValueError("consolidate_variables needs at least one chunk")
+    if len(inputs) == 1:
+        return inputs[0]
+    offsets: dict[str, int] = {}
+    offsets_from: dict[str, Key] = {}
+    for key, _ in inputs:
+        for dim, offset in key.offsets.items():
+            if dim in offsets and offsets[dim] != offset:
+                raise ValueError(
+                    f"cannot consolidate variables of chunks at different offsets "
+                    f"along {dim!r}: {offsets_from[dim]} and {key}"
+                )
+            offsets[dim] = offset
+            offsets_from[dim] = key
+    vars_ = None
+    if all(key.vars is not None for key, _ in inputs):
+        vars_ = frozenset().union(*(key.vars for key, _ in inputs))
+    new_key = Key(offsets, vars_)
+    datasets = [dataset for _, dataset in inputs]
+    if merge_kwargs is not None:
+        return new_key, xarray.merge(datasets, **merge_kwargs)
+
+    data_vars: dict[str, xarray.Variable] = {}
+    coords: dict[str, xarray.Variable] = {}
+    owner: dict[str, Key] = {}
+    for key, dataset in inputs:
+        for name, var in dataset.variables.items():
+            is_coord = name in dataset.coords
+            if name in owner:
+                seen = data_vars.get(name, coords.get(name))
+                if (name in data_vars) != (not is_coord) or not seen.equals(var):
+                    what = "coordinate" if is_coord else "data variable"
+                    raise ValueError(
+                        f"{what} {name!r} differs between chunks {owner[name]} and "
+                        f"{key}; each variable must come from one chunk (or from "
+                        f"identical copies)"
+                    )
+                continue
+            owner[name] = key
+            (coords if is_coord else data_vars)[name] = var
+    try:
+        merged = xarray.Dataset(data_vars, coords=coords, attrs=datasets[0].attrs)
+    except ValueError as error:
+        keys = [key for key, _ in inputs]
+        raise ValueError(f"cannot merge chunks {_listed(keys)}: {error}") from error
+    return new_key, merged
+
+
+def consolidate_fully(inputs: Iterable[Chunk]) -> Chunk:
+    """Consolidate chunks into a single ``(Key, Dataset)`` pair.
+
+    Chunks at the same offsets are merged across variables, chunks with the
+    same variables are concatenated, then the results are merged.
+
+    Example:
+      >>> ds = xarray.Dataset({'a': ('x', [1, 2]), 'b': ('x', [3, 4])})
+      >>> pieces = [(Key({'x': i}, {v}), ds[[v]].isel(x=[i]))
+      ...           for i in range(2) for v in 'ab']
+      >>> key, out = consolidate_fully(pieces)
+      >>> key, out.identical(ds)
+      (Key(offsets={'x': 0}, vars={'a', 'b'}), True)
+    """
+    by_offsets: dict[Any, list[Chunk]] = collections.defaultdict(list)
+    for key, dataset in inputs:
+        by_offsets[frozenset(key.offsets.items())].append((key, dataset))
+    if not by_offsets:
+        raise ValueError("consolidate_fully needs at least one chunk")
+    by_vars: dict[Any, list[Chunk]] = collections.defaultdict(list)
+    for group in by_offsets.values():
+        key, dataset = consolidate_variables(group)
+        by_vars[key.vars].append((key, dataset))
+    return consolidate_variables(
+        consolidate_chunks(group) for group in by_vars.values()
+    )
+
+
+def in_memory_rechunk(
+    inputs: Iterable[Chunk], target_chunks: Mapping[str, int]
+) -> Iterator[Chunk]:
+    """Rechunk chunks held in memory: consolidate fully, then split.
+
+    Example:
+      >>> ds = xarray.Dataset({'foo': ('x', list(range(6)))})
+      >>> pieces = [(Key({'x': 0}), ds.isel(x=slice(0, 3))),
+      ...           (Key({'x': 3}), ds.isel(x=slice(3, 6)))]
+      >>> [k.offsets['x'] for k, _ in in_memory_rechunk(pieces, {'x': 2})]
+      [0, 2, 4]
+    """
+    key, dataset = consolidate_fully(inputs)
+    yield from split_chunks(key, dataset, target_chunks)
+
+
+def _split_element(element: Chunk, target_chunks: dict[str, int]) -> Iterator[Chunk]:
+    return split_chunks(*element, target_chunks)
+
+
+class SplitChunks(beam.PTransform):
+    """Split chunks at absolute multiples of ``target_chunks``.
+
+    Example:
+      ``chunks | xarray_beam.SplitChunks({'time': 24})``
+    """
+
+    def __init__(self, target_chunks: Mapping[str, int]):
+        super().__init__()
+        self.target_chunks = chunks_lib.check_chunk_sizes(target_chunks)
+
+    def expand(self, pcoll):
+        return pcoll | "Split" >> beam.FlatMap(
+            _split_element, self.target_chunks
+        ).with_output_types(_KEYED)
+
+
+class _TargetKey:
+    """Keys a chunk by the target chunk that contains it."""
+
+    def __init__(self, target_chunks: dict[str, int]):
+        self.target_chunks = target_chunks
+
+    def __call__(self, element: Chunk) -> tuple[Key, Chunk]:
+        key, dataset = element
+        offsets = {}
+        for dim, target in self.target_chunks.items():
+            if dim not in dataset.dims:
+                continue
+            start = key.offsets.get(dim, 0)
+            if target == -1:
+                offsets[dim] = 0
+                continue
+            stop = start + dataset.sizes[dim]
+            group = start - start % target
+            if stop > group + target:
+                raise ValueError(
+                    f"chunk {key} spans [{start}, {stop}) along {dim!r}, crossing a "
+                    f"boundary of the target chunks of size {target}; split it "
+                    f"first with SplitChunks, or use Rechunk"
+                )
+            offsets[dim] = group
+        return key.with_offsets(**offsets), element
+
+
+def _consolidate_group(group_key: Key, chunks: Iterable[Chunk]) -> Chunk:
+    key, dataset = consolidate_chunks(chunks)
+    starts_late = {
+        d: (o, key.offsets.get(d, 0))
+        for d, o in group_key.offsets.items()
+        if key.offsets.get(d, 0) != o
+    }
+    if starts_late:
+        raise ValueError(
+            f"cannot consolidate into the target chunk at {group_key}: its first "
+            f"chunk is missing (chunks start at {key} instead)"
+        )
+    return key, dataset
+
+
+class ConsolidateChunks(beam.PTransform):
+    """Combine chunks into larger chunks of ``target_chunks`` (a shuffle).
+
+    Each input chunk must lie within one target chunk; -1 gathers a whole
+    dimension. Target chunks with missing pieces raise ValueError.
+
+    Example:
+      ``chunks | xarray_beam.ConsolidateChunks({'time': 240})``
+    """
+
+    def __init__(self, target_chunks: Mapping[str, int]):
+        super().__init__()
+        self.target_chunks = chunks_lib.check_chunk_sizes(target_chunks)
+
+    def expand(self, pcoll):
+        return (
+            pcoll
+            | "KeyByTargetChunk"
+            >> beam.Map(_TargetKey(self.target_chunks)).with_output_types(_KEYED)
+            | "GroupByTargetChunk" >> beam.GroupByKey()
+            | "Consolidate"
+            >> beam.MapTuple(_consolidate_group).with_output_types(_KEYED)
+        )
+
+
+class SplitVariables(beam.PTransform):
+    """Split every chunk into one chunk per data variable."""
+
+    def expand(self, pcoll):
+        return pcoll | "Split" >> beam.FlatMapTuple(split_variables).with_output_types(
+            _KEYED
+        )
+
+
+def _key_without_vars(element: Chunk) -> tuple[Key, Chunk]:
+    return element[0].replace(vars=None), element
+
+
+class ConsolidateVariables(beam.PTransform):
+    """Merge chunks with the same offsets into one chunk with all their variables."""
+
+    def expand(self, pcoll):
+        return (
+            pcoll
+            | "KeyByOffsets" >> beam.Map(_key_without_vars).with_output_types(_KEYED)
+            | "GroupByOffsets" >> beam.GroupByKey()
+            | "Consolidate"
+            >> beam.MapTuple(
+                lambda _, chunks: consolidate_variables(chunks)
+            ).with_output_types(_KEYED)
+        )
