@@ -12,9 +12,17 @@ from xarray_beam.core import (
     offsets_to_slices,
     validate_chunk,
 )
+from xarray_beam.planning import (
+    CostModel,
+    DatasetRechunkPlan,
+    MemoryModel,
+    RechunkPlan,
+    plan_rechunk,
+)
 from xarray_beam.rechunk import (
     ConsolidateChunks,
     ConsolidateVariables,
+    Rechunk,
     SplitChunks,
     SplitVariables,
     consolidate_chunks,
@@ -33,6 +41,7 @@ from xarray_beam.zarr import (
     validate_zarr_chunk,
     write_chunk_to_zarr,
 )
+from xarray_beam.zarr_rechunk import RechunkZarr, rechunk_zarr
 
 __version__ = "0.1.0.dev0"
 
@@ -40,10 +49,16 @@ __all__ = [
     "ChunksToZarr",
     "ConsolidateChunks",
     "ConsolidateVariables",
+    "CostModel",
+    "DatasetRechunkPlan",
     "DatasetToChunks",
     "DatasetToZarr",
     "Key",
     "KeyCoder",
+    "MemoryModel",
+    "Rechunk",
+    "RechunkPlan",
+    "RechunkZarr",
     "SplitChunks",
     "SplitVariables",
     "ValidateEachChunk",
@@ -54,6 +69,8 @@ __all__ = [
     "make_template",
     "offsets_to_slices",
     "open_zarr",
+    "plan_rechunk",
+    "rechunk_zarr",
     "replace_template_dims",
     "setup_zarr",
     "split_chunks",

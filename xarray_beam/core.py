@@ -433,7 +433,7 @@ class DatasetToChunks(beam.PTransform):
             }
         else:
             grids = {None: chunks_lib.ChunkGrid(self.chunks)}
-        self._keys = _KeyMaker(grids)
+        self._grids = grids
         self._loader = _ChunkLoader(
             datasets, grids, as_list=not isinstance(dataset, xarray.Dataset)
         )
@@ -441,28 +441,51 @@ class DatasetToChunks(beam.PTransform):
     @property
     def chunk_count(self) -> int:
         """Number of chunks this transform emits."""
-        return self._keys.count
+        return sum(grid.count for grid in self._grids.values())
 
     def expand(self, pbegin):
-        if self.chunk_count <= self.shard_keys_threshold:
-            keys = pbegin | "CreateKeys" >> beam.Create(list(self._keys.all()))
-        else:
-            per_range = max(1, self.shard_keys_threshold // 10)
-            keys = (
-                pbegin
-                | "CreateKeyRanges" >> beam.Create(self._keys.ranges(per_range))
-                | "ShuffleKeyRanges" >> beam.Reshuffle()
-                | "ExpandKeyRanges" >> beam.FlatMap(self._keys.in_range)
-            )
-        return (
-            keys
-            | "ShuffleKeys" >> beam.Reshuffle()
-            | "LoadChunks"
-            >> beam.ParDo(threadmap.ThreadMap(self._loader, self.num_threads))
+        keys = pbegin | "CreateKeys" >> CreateKeys(
+            self._grids, self.shard_keys_threshold
+        )
+        return keys | "LoadChunks" >> beam.ParDo(
+            threadmap.ThreadMap(self._loader, self.num_threads)
         )
 
 
 Grids = Mapping[str | None, chunks_lib.ChunkGrid]
+
+
+class CreateKeys(beam.PTransform):
+    """Create the keys of chunk grids, spread over workers.
+
+    Args:
+      grids: a grid per variable name (keys get ``vars={name}``), or a single
+        grid under ``None`` (keys get ``vars=None``).
+      shard_keys_threshold: with more keys than this, the launcher only
+        creates ranges of key numbers and workers expand them.
+    """
+
+    def __init__(self, grids: Grids, shard_keys_threshold: int = 200_000):
+        super().__init__()
+        self._keys = _KeyMaker(grids)
+        self.shard_keys_threshold = shard_keys_threshold
+
+    @property
+    def count(self) -> int:
+        return self._keys.count
+
+    def expand(self, pbegin):
+        if self._keys.count <= self.shard_keys_threshold:
+            keys = pbegin | "Create" >> beam.Create(list(self._keys.all()))
+        else:
+            per_range = max(1, self.shard_keys_threshold // 10)
+            keys = (
+                pbegin
+                | "CreateRanges" >> beam.Create(self._keys.ranges(per_range))
+                | "ShuffleRanges" >> beam.Reshuffle()
+                | "ExpandRanges" >> beam.FlatMap(self._keys.in_range)
+            )
+        return keys | "Shuffle" >> beam.Reshuffle()
 
 
 class _KeyMaker:

@@ -12,15 +12,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
 import xarray
 
+from xarray_beam import assembly, planning
 from xarray_beam import chunks as chunks_lib
 from xarray_beam.core import Key, describe_dataset
 
 Chunk = tuple[Key, xarray.Dataset]
 _KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
-_MAX_LISTED = 5
 # Options for xarray.combine_nested that reassemble split chunks exactly;
 # combine_kwargs given by users override them.
 _COMBINE_DEFAULTS = {
@@ -86,12 +85,6 @@ def _full_offsets(key: Key, dims: Iterable[str]) -> dict[str, int]:
     return {dim: key.offsets.get(dim, 0) for dim in dims}
 
 
-def _listed(keys: list[Key]) -> str:
-    shown = ", ".join(repr(k) for k in keys[:_MAX_LISTED])
-    extra = len(keys) - _MAX_LISTED
-    return shown + (f" and {extra} more" if extra > 0 else "")
-
-
 def consolidate_chunks(
     inputs: Iterable[Chunk], combine_kwargs: Mapping[str, Any] | None = None
 ) -> Chunk:
@@ -133,7 +126,7 @@ def consolidate_chunks(
         first_by_vars = {key.vars: key for key in reversed(keys)}
         raise ValueError(
             f"cannot consolidate chunks with different vars: "
-            f"{_listed(list(first_by_vars.values()))}; consolidate variables "
+            f"{assembly.listed(list(first_by_vars.values()))}; consolidate variables "
             f"first (ConsolidateVariables) or group chunks by vars"
         )
     all_dims = list(dict.fromkeys(d for key in keys for d in key.offsets))
@@ -157,152 +150,17 @@ def consolidate_chunks(
             )
         grid[pos] = (key, dataset)
     shape = tuple(len(axis_offsets[d]) for d in combined)
-    _check_complete(grid, shape, combined, axis_offsets, keys[0])
-    sizes = _axis_sizes(grid, combined, axis_offsets)
+    assembly.check_complete(grid, shape, combined, axis_offsets, keys[0])
+    sizes = assembly.axis_sizes(grid, combined, axis_offsets)
 
     origin_key = grid[(0,) * len(combined)][0]
     result_key = Key({d: min(o[d] for o in offsets) for d in all_dims}, origin_key.vars)
     if combine_kwargs is not None:
         kwargs = {**_COMBINE_DEFAULTS, **combine_kwargs}
-        dataset = _combine_with_xarray(grid, shape, combined, kwargs)
+        dataset = assembly.combine_with_xarray(grid, shape, combined, kwargs)
     else:
-        dataset = _assemble(grid, combined, sizes)
+        dataset = assembly.assemble(grid, combined, sizes)
     return result_key, dataset
-
-
-def _check_complete(grid, shape, dims, axis_offsets, example: Key) -> None:
-    missing = [
-        example.with_offsets(
-            **{d: axis_offsets[d][i] for d, i in zip(dims, pos, strict=True)}
-        )
-        for pos in np.ndindex(*shape)
-        if pos not in grid
-    ]
-    if missing:
-        raise ValueError(
-            f"cannot consolidate: the chunks along {dims} do not form a complete "
-            f"grid; missing chunk(s) at {_listed(missing)}"
-        )
-
-
-def _axis_sizes(grid, dims, axis_offsets) -> dict[str, list[int]]:
-    """Chunk sizes at each grid position, checked for consistency and contiguity."""
-    sizes = {}
-    for axis, dim in enumerate(dims):
-        dim_sizes = []
-        for i, start in enumerate(axis_offsets[dim]):
-            seen = {}
-            for pos, (key, dataset) in grid.items():
-                if pos[axis] == i:
-                    seen.setdefault(dataset.sizes[dim], key)
-            if len(seen) > 1:
-                raise ValueError(
-                    f"chunks at offset {start} along {dim!r} have different sizes "
-                    f"{sorted(seen)}: {_listed(list(seen.values()))}"
-                )
-            (size,) = seen
-            dim_sizes.append(size)
-            if i + 1 < len(axis_offsets[dim]):
-                next_start = axis_offsets[dim][i + 1]
-                if start + size != next_start:
-                    problem = (
-                        "leaves a gap before"
-                        if start + size < next_start
-                        else ("overlaps")
-                    )
-                    this_key = next(iter(seen.values()))
-                    next_key = next(k for p, (k, _) in grid.items() if p[axis] == i + 1)
-                    raise ValueError(
-                        f"chunks are misaligned along {dim!r}: {this_key} covers "
-                        f"[{start}, {start + size}), which {problem} {next_key} "
-                        f"starting at {next_start}"
-                    )
-        sizes[dim] = dim_sizes
-    return sizes
-
-
-def _assemble(grid, dims: list[str], sizes: dict[str, list[int]]) -> xarray.Dataset:
-    """Copy each variable's blocks into one array (one copy per byte)."""
-    origin = (0,) * len(dims)
-    first_key, first = grid[origin]
-    for key, dataset in grid.values():
-        if set(dataset.data_vars) != set(first.data_vars):
-            raise ValueError(
-                f"chunks to consolidate have different data variables: {first_key} "
-                f"has {sorted(first.data_vars)} but {key} has "
-                f"{sorted(dataset.data_vars)}"
-            )
-    starts = {d: np.cumsum([0, *sizes[d][:-1]]).tolist() for d in dims}
-    variables = {}
-    for name, var in first.variables.items():
-        var_dims = [d for d in dims if d in var.dims]
-        if not var_dims:
-            variables[name] = var
-            continue
-        blocks = []
-        for index in itertools.product(*(range(len(sizes[d])) for d in var_dims)):
-            at = dict(zip(var_dims, index, strict=True))
-            key, dataset = grid[tuple(at.get(d, 0) for d in dims)]
-            if name not in dataset.variables:
-                raise ValueError(f"chunk {key} lacks variable {name!r} of {first_key}")
-            block = dataset.variables[name]
-            if set(block.dims) != set(var.dims):
-                raise ValueError(
-                    f"variable {name!r} has dimensions {block.dims} in chunk {key} "
-                    f"but {var.dims} in chunk {first_key}"
-                )
-            region = tuple(
-                slice(starts[d][at[d]], starts[d][at[d]] + sizes[d][at[d]])
-                if d in at
-                else slice(None)
-                for d in var.dims
-            )
-            blocks.append((key, region, block.transpose(*var.dims)))
-        dtype = _common_dtype(name, [(k, b.dtype) for k, _, b in blocks], first_key)
-        shape = tuple(
-            sum(sizes[d]) if d in var_dims else n
-            for d, n in zip(var.dims, var.shape, strict=True)
-        )
-        out = np.empty(shape, dtype)
-        for key, region, block in blocks:
-            target = out[region]
-            if target.shape != block.shape:
-                raise ValueError(
-                    f"variable {name!r} in chunk {key} has shape {block.shape}, "
-                    f"expected {target.shape}"
-                )
-            target[...] = block.values
-        variables[name] = xarray.Variable(var.dims, out, var.attrs, var.encoding)
-    return xarray.Dataset(
-        {name: variables[name] for name in first.data_vars},
-        coords={name: variables[name] for name in first.coords},
-        attrs=first.attrs,
-    )
-
-
-def _common_dtype(name: str, dtypes: list[tuple[Key, np.dtype]], first_key: Key):
-    """One dtype for a variable's blocks; only text and time units may differ."""
-    kinds = {dtype.kind for _, dtype in dtypes}
-    unique = {dtype for _, dtype in dtypes}
-    if len(unique) == 1:
-        return unique.pop()
-    if len(kinds) == 1 and kinds <= {"U", "S", "M", "m"}:
-        return np.result_type(*unique)
-    first_dtype = dtypes[0][1]
-    other_key, other = next((k, d) for k, d in dtypes if d != first_dtype)
-    raise ValueError(
-        f"variable {name!r} has dtype {first_dtype} in chunk {first_key} but "
-        f"{other} in chunk {other_key}"
-    )
-
-
-def _combine_with_xarray(grid, shape, dims, combine_kwargs) -> xarray.Dataset:
-    def nested(prefix: tuple[int, ...]):
-        if len(prefix) == len(dims):
-            return grid[prefix][1]
-        return [nested((*prefix, i)) for i in range(shape[len(prefix)])]
-
-    return xarray.combine_nested(nested(()), concat_dim=list(dims), **combine_kwargs)
 
 
 def consolidate_variables(
@@ -380,7 +238,9 @@ def consolidate_variables(
         merged = xarray.Dataset(data_vars, coords=coords, attrs=datasets[0].attrs)
     except ValueError as error:
         keys = [key for key, _ in inputs]
-        raise ValueError(f"cannot merge chunks {_listed(keys)}: {error}") from error
+        raise ValueError(
+            f"cannot merge chunks {assembly.listed(keys)}: {error}"
+        ) from error
     return new_key, merged
 
 
@@ -543,3 +403,72 @@ class ConsolidateVariables(beam.PTransform):
                 lambda _, chunks: consolidate_variables(chunks)
             ).with_output_types(_KEYED)
         )
+
+
+class Rechunk(beam.PTransform):
+    """Rechunk a PCollection of chunks with the multi-stage shuffle algorithm.
+
+    Each stage splits chunks at the boundaries of the stage's chunks and
+    consolidates the pieces through a Beam shuffle (what Dataflow does best);
+    a final split gives exactly ``target_chunks``. The plan is in ``.plan``
+    (print it). On local runners a shuffle holds all the data it moves in
+    memory: for Zarr to Zarr with bounded memory, use ``RechunkZarr``.
+
+    Args:
+      dim_sizes: size of each dimension of the whole dataset.
+      source_chunks: chunk sizes of the input (int, -1, or a tuple of sizes).
+      target_chunks: chunk size per dimension of the output (int or -1);
+        missing dimensions keep their source chunks.
+      itemsize: bytes per element of one chunk, summed over its variables
+        (e.g. 4 * number of float32 variables, or 4 after split_variables).
+      min_mem: smallest piece worth shuffling (more stages keep pieces larger).
+      max_mem: memory a task may use, counting the pieces and the assembled
+        chunk it holds at once.
+
+    Raises:
+      ValueError: when built, for unknown dimensions, negative sizes,
+        ``min_mem > max_mem``, or source/target chunks larger than max_mem.
+
+    Example:
+      >>> rechunk = Rechunk({'time': 96, 'x': 40}, {'time': 24}, {'time': -1, 'x': 10},
+      ...                   itemsize=4, max_mem=2**20)
+      >>> [stage.regions for stage in rechunk.plan.stages], rechunk.target_chunks
+      ([(96, 40)], {'time': 96, 'x': 10})
+    """
+
+    def __init__(
+        self,
+        dim_sizes: Mapping[str, int],
+        source_chunks: Mapping[str, int | tuple[int, ...]],
+        target_chunks: Mapping[str, int],
+        itemsize: int,
+        min_mem: int | None = None,
+        max_mem: int = 2**30,
+    ):
+        super().__init__()
+        self.plan = planning.plan_rechunk(
+            dim_sizes,
+            source_chunks,
+            target_chunks,
+            itemsize,
+            min_mem,
+            max_mem,
+            method="shuffle",
+        )
+        self.target_chunks = dict(
+            zip(self.plan.dims, self.plan.target_chunks, strict=True)
+        )
+
+    def expand(self, pcoll):
+        dims = self.plan.dims
+        stage_chunks = None
+        for number, stage in enumerate(self.plan.stages, start=1):
+            stage_chunks = dict(zip(dims, stage.regions, strict=True))
+            pcoll = (
+                pcoll
+                | f"Stage{number}Split" >> SplitChunks(stage_chunks)
+                | f"Stage{number}Consolidate" >> ConsolidateChunks(stage_chunks)
+            )
+        if stage_chunks != self.target_chunks:
+            pcoll = pcoll | "SplitToTarget" >> SplitChunks(self.target_chunks)
+        return pcoll

@@ -61,6 +61,16 @@ def open_group(
     return zarr.open_group(store, mode=mode, **kwargs)
 
 
+def writing_every_chunk(array: zarr.Array) -> zarr.Array:
+    """The array, set to store every chunk written, even all-fill ones.
+
+    Then every written chunk exists as an object (so a store can be checked
+    for completeness by listing it), and writes skip a pass over the data
+    comparing it to the fill value.
+    """
+    return array.with_config({"write_empty_chunks": True})
+
+
 def store_state(
     store: str | zarr.abc.store.Store,
     storage_options: Mapping[str, Any] | None = None,

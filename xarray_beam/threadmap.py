@@ -35,6 +35,20 @@ def map_variables(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     return list(variable_pool().map(fn, items))
 
 
+def map_bounded(fn: Callable[[Any], Any], items: list[Any], limit: int) -> list[Any]:
+    """``[fn(item) for item in items]``, at most ``limit`` running at once."""
+    if limit <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    results = []
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(variable_pool().submit(fn, item))
+        if len(pending) >= limit:
+            results.append(pending.popleft().result())
+    results.extend(future.result() for future in pending)
+    return results
+
+
 class ThreadMap(beam.DoFn):
     """A FlatMap whose function runs on up to ``num_threads`` elements at once.
 

@@ -346,7 +346,10 @@ class _ZarrWriter:
         with self._lock:
             if self._token != target.token:
                 group = stores.open_group(self._store, "r+", self._storage_options)
-                self._arrays = {name: group[name] for name in target.variables}
+                self._arrays = {
+                    name: stores.writing_every_chunk(group[name])
+                    for name in target.variables
+                }
                 self._token = target.token
             return self._arrays
 

@@ -1,0 +1,490 @@
+"""Rechunk one Zarr store into another with memory bounded on any runner.
+
+Each pass of the plan (see ``planning``) is a set of tasks; a task reads one
+region of one variable from the previous store and writes it to the next.
+Intermediate stores are uncompressed temporary Zarr stores, so no task ever
+holds more than its region and the few chunks it decodes or encodes, and no
+data goes through Beam's shuffle (which, on local runners, holds everything it
+moves in memory). Stored values are copied as they are: no decoding and
+re-encoding of CF conventions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+import numpy as np
+import xarray
+import zarr
+import zarr.abc.store
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from xarray_beam import chunks as chunks_lib
+from xarray_beam import core, planning, region_io, stores, templates, threadmap
+from xarray_beam import zarr as zarr_lib
+from xarray_beam.core import Key
+from xarray_beam.stores import StoreLike
+
+_TEMP_MARKER = "xarray_beam_rechunk_temp"
+
+
+def _pass_path(number: int) -> str:
+    return f"pass{number}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Location:
+    """A store, the group inside it holding one layout's arrays, and whether
+    those are temporary arrays (uncompressed, whose chunk files may be read
+    and written directly)."""
+
+    store: Any
+    group: str = ""
+    storage_options: Mapping[str, Any] | None = None
+    temporary: bool = False
+
+    def open(self, name: str, mode: str, concurrency: int) -> region_io.RegionIO:
+        path = f"{self.group}/{name}" if self.group else name
+        kwargs = (
+            {"storage_options": dict(self.storage_options)}
+            if self.storage_options
+            else {}
+        )
+        array = zarr.open_array(self.store, path=path, mode=mode, **kwargs)
+        return region_io.RegionIO(array, concurrency, direct=self.temporary)
+
+
+class _RegionCopier:
+    """Copies one region of one variable between stores, per task.
+
+    Arrays are opened once per worker and setup (``token``).
+    """
+
+    def __init__(
+        self,
+        source: _Location,
+        target: _Location,
+        dims: tuple[str, ...],
+        regions: tuple[int, ...],
+        concurrency: int,
+    ):
+        self._source = source
+        self._target = target
+        self._dims = dims
+        self._regions = regions
+        self._concurrency = concurrency
+        self._init_cache()
+
+    def _init_cache(self) -> None:
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._arrays: dict[str, tuple[region_io.RegionIO, region_io.RegionIO]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("_lock", "_token", "_arrays"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_cache()
+
+    def _open(
+        self, name: str, token: str
+    ) -> tuple[region_io.RegionIO, region_io.RegionIO]:
+        with self._lock:
+            if token != self._token:
+                self._arrays = {}
+                self._token = token
+            if name not in self._arrays:
+                self._arrays[name] = (
+                    self._source.open(name, "r", self._concurrency),
+                    self._target.open(name, "r+", self._concurrency),
+                )
+            return self._arrays[name]
+
+    def __call__(self, key: Key, token: str) -> Iterator[int]:
+        (name,) = key.vars
+        source, target = self._open(name, token)
+        shape = source.array.shape
+        region = tuple(
+            slice(key.offsets.get(d, 0), min(key.offsets.get(d, 0) + size, n))
+            for d, size, n in zip(self._dims, self._regions, shape, strict=True)
+        )
+        buffer = np.empty(tuple(s.stop - s.start for s in region), source.array.dtype)
+        source.read(region, buffer)
+        target.write(region, buffer)
+        core._count("rechunk_regions_copied")
+        core._count("rechunk_bytes_copied", buffer.nbytes)
+        yield buffer.nbytes
+
+
+def _default_temp_store(target: Any) -> str:
+    if not isinstance(target, str):
+        raise ValueError(
+            "rechunking into a zarr Store object needs an explicit temp_store"
+        )
+    return target.rstrip("/") + ".rechunk-temp"
+
+
+def _check_temp_store(location: Any, storage_options: Mapping | None) -> None:
+    """Refuse a temp store location that holds anything but our own leftovers."""
+    state = stores.store_state(location, storage_options)
+    if state in ("missing", "empty"):
+        return
+    if state == "zarr":
+        group = stores.open_group(location, "r", storage_options)
+        if group.attrs.get(_TEMP_MARKER):
+            return
+    raise FileExistsError(
+        f"temp_store {stores.describe(location)} already holds data that is not "
+        f"a temporary store of xarray_beam; choose another temp_store"
+    )
+
+
+def _setup_temp(
+    location: Any,
+    storage_options: Mapping | None,
+    layouts: list[tuple[int, str, tuple[int, ...], np.dtype, Any, tuple[int, ...]]],
+) -> None:
+    """Create the temporary store's arrays: uncompressed, one group per pass."""
+    _check_temp_store(location, storage_options)
+    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    root = zarr.open_group(location, mode="w", zarr_format=3, **kwargs)
+    root.attrs[_TEMP_MARKER] = True
+    for number, name, shape, dtype, fill_value, chunks in layouts:
+        group = root.require_group(_pass_path(number))
+        region_io.create(group, name, shape, chunks, dtype, fill_value)
+
+
+def _remove_temp(
+    location: Any, storage_options: Mapping | None, remove_root: bool
+) -> None:
+    """Delete a temporary store created by ``_setup_temp`` (and nothing else).
+
+    The location itself is removed only if xarray_beam chose it; a directory
+    the user named is emptied.
+    """
+    if isinstance(location, zarr.abc.store.Store):
+        zarr.open_group(location, mode="w")
+        return
+    _check_temp_store(location, storage_options)
+    fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    if not fs.exists(path):
+        return
+    if remove_root:
+        fs.rm(path, recursive=True)
+    else:
+        for child in fs.ls(path, detail=False):
+            fs.rm(child, recursive=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """Everything the setup step does, picklable for the workers."""
+
+    template: xarray.Dataset
+    options: zarr_lib._WriteOptions
+    source: Any
+    source_options: Mapping[str, Any] | None
+    temp: Any
+    temp_layouts: tuple
+    variables: tuple[str, ...]
+
+    def __call__(self, _) -> str:
+        target = zarr_lib._setup(self.template, self.options)
+        source = stores.open_group(self.source, "r", self.source_options)
+        written = stores.open_group(
+            self.options.store, "r", self.options.storage_options
+        )
+        for name in self.variables:
+            if written[name].dtype != source[name].dtype:
+                raise ValueError(
+                    f"variable {name!r} is stored as {source[name].dtype} in the "
+                    f"source but would be {written[name].dtype} in the target; "
+                    f"rechunk_zarr copies stored values, so its encoding may not "
+                    f"change their dtype"
+                )
+        if self.temp_layouts:
+            _setup_temp(
+                self.temp, self.options.storage_options, list(self.temp_layouts)
+            )
+        return target.token
+
+
+def _pass_done(outputs, token, label: str):
+    """A PCollection holding the setup token once every output has arrived."""
+    return (
+        outputs
+        | f"{label}Count" >> beam.combiners.Count.Globally()
+        | f"{label}Done" >> beam.Map(lambda _, t: t, beam.pvalue.AsSingleton(token))
+    )
+
+
+def _variable_shapes(
+    source: xarray.Dataset, arrays: zarr.Group, names: list[str]
+) -> dict[str, planning.VariableShape]:
+    shapes = {}
+    for name in names:
+        array = arrays[name]
+        var = source.variables[name]
+        shapes[name] = planning.VariableShape(
+            tuple(var.dims),
+            tuple(array.shape),
+            array.dtype.itemsize,
+            tuple(array.chunks),
+        )
+    return shapes
+
+
+class RechunkZarr(beam.PTransform):
+    """Rechunk a Zarr store into a new one, with bounded memory on any runner.
+
+    The plan (``.plan``, printable) moves each variable through uncompressed
+    temporary Zarr stores when that is cheaper than re-reading source chunks;
+    every task holds at most its planned region and a few chunks, whatever
+    the size of the data. The target store gets the source's coordinates,
+    attributes and value encodings, with the new chunks.
+
+    Args:
+      source: the Zarr store to read (path, URL or zarr Store).
+      target: the Zarr store to write.
+      target_chunks: chunk size per dimension (-1: whole); dimensions not given
+        keep their source chunks.
+      max_mem: memory a task may use, counting the copies it holds.
+      temp_store: where intermediate stores go; default: next to the target,
+        ``<target>.rechunk-temp``. Deleted after success.
+      min_mem: smallest piece worth moving (more passes keep pieces larger).
+      target_shards: shard size per dimension (Zarr v3).
+      zarr_format: 2 or 3 (default 3) for the target.
+      encoding: per-variable encoding for the target (codecs); it may not
+        change the stored dtype.
+      mode: target store mode, as for ``ChunksToZarr`` ('w-', 'w', 'r+').
+      storage_options: fsspec options for the source, target and temp stores.
+      num_threads: tasks a worker runs at once (memory grows accordingly).
+      keep_temp: keep the temporary store (for debugging).
+      cost_model: costs used to choose the plan.
+
+    Raises:
+      ValueError: when built, for target chunks naming unknown dimensions,
+        invalid sizes, chunks larger than max_mem, or ``min_mem > max_mem``.
+      FileExistsError, FileNotFoundError: for target or temp store conflicts.
+
+    Example:
+      ``p | RechunkZarr('era5.zarr', 'pencils.zarr', {'time': -1,
+      'latitude': 23, 'longitude': 45}, max_mem=256 * 2**20)``
+    """
+
+    def __init__(
+        self,
+        source: StoreLike,
+        target: StoreLike,
+        target_chunks: Mapping[str, int],
+        max_mem: int = 2**30,
+        temp_store: StoreLike | None = None,
+        *,
+        min_mem: int | None = None,
+        target_shards: Mapping[str, int] | None = None,
+        zarr_format: int | None = None,
+        encoding: Mapping[str, Mapping[str, Any]] | None = None,
+        mode: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        num_threads: int | None = None,
+        keep_temp: bool = False,
+        cost_model: planning.CostModel | None = None,
+    ):
+        super().__init__()
+        self.source = stores.normalize_store(source)
+        self.target = stores.normalize_store(target)
+        self.storage_options = storage_options
+        kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+        dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
+        arrays = stores.open_group(self.source, "r", storage_options)
+        chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", list(dataset.dims))
+        names = [n for n, v in dataset.data_vars.items() if v.ndim]
+        self.plan = planning.plan_dataset_rechunk(
+            _variable_shapes(dataset, arrays, names),
+            target_chunks,
+            max_mem,
+            min_mem,
+            method="storage",
+            target_shards=target_shards,
+            cost_model=cost_model,
+        )
+        needs_temp = any(len(p.stages) > 1 for p in self.plan.plans)
+        self._temp_is_default = temp_store is None
+        self.temp_store = (
+            stores.normalize_store(temp_store)
+            if temp_store is not None
+            else (_default_temp_store(self.target) if needs_temp else None)
+        )
+        user_encoding = zarr_lib.layout_lib.check_encoding(encoding, dataset)
+        layout_encoding = {}
+        for name in names:
+            plan = self.plan.plan_for(name)
+            enc = dict(user_encoding.get(name, {}))
+            if {"chunks", "shards"} & set(enc):
+                raise ValueError(
+                    f"encoding of {name!r} sets chunks or shards; pass "
+                    f"target_chunks / target_shards instead"
+                )
+            enc["chunks"] = plan.target_chunks
+            if plan.target_shards:
+                enc["shards"] = plan.target_shards
+            layout_encoding[name] = enc
+        for name, enc in user_encoding.items():
+            layout_encoding.setdefault(name, enc)
+        self._options = zarr_lib._WriteOptions(
+            self.target,
+            None,
+            None,
+            zarr_lib.layout_lib.check_zarr_format(zarr_format),
+            layout_encoding,
+            stores.check_mode_name(mode),
+            storage_options,
+        )
+        self._template = templates.make_template(dataset, lazy_vars=set(names))
+        self._names = names
+        self._arrays_meta = {n: (arrays[n].dtype, arrays[n].fill_value) for n in names}
+        self.num_threads = num_threads
+        self.keep_temp = keep_temp
+
+    def _temp_layouts(self) -> tuple:
+        layouts = []
+        for plan in self.plan.plans:
+            for number, stage in enumerate(plan.stages[:-1], start=1):
+                for name in plan.variables:
+                    dtype, fill_value = self._arrays_meta[name]
+                    layouts.append(
+                        (number, name, plan.shape, dtype, fill_value, stage.write_units)
+                    )
+        return tuple(layouts)
+
+    def _location(self, plan: planning.RechunkPlan, number: int) -> _Location:
+        """Where pass ``number``'s output lives (0 is the source)."""
+        if number == 0:
+            return _Location(self.source, "", self.storage_options)
+        if number == len(plan.stages):
+            return _Location(self.target, "", self.storage_options)
+        return _Location(
+            self.temp_store, _pass_path(number), self.storage_options, temporary=True
+        )
+
+    def expand(self, pbegin):
+        stores.check_mode(self.target, self._options.mode, self.storage_options)
+        if self.temp_store is not None:
+            _check_temp_store(self.temp_store, self.storage_options)
+        setup = _Setup(
+            self._template,
+            self._options,
+            self.source,
+            self.storage_options,
+            self.temp_store,
+            self._temp_layouts(),
+            tuple(self._names),
+        )
+        token = (
+            pbegin | "StartSetup" >> beam.Create([None]) | "Setup" >> beam.Map(setup)
+        )
+        finals = []
+        for g, plan in enumerate(self.plan.plans):
+            ready = token
+            for number, stage in enumerate(plan.stages, start=1):
+                label = f"Group{g}Pass{number}"
+                grids = {
+                    name: chunks_lib.ChunkGrid(
+                        {
+                            d: chunks_lib.normalize_dim_chunks(d, r, n)
+                            for d, r, n in zip(
+                                plan.dims, stage.regions, plan.shape, strict=True
+                            )
+                        }
+                    )
+                    for name in plan.variables
+                }
+                copier = _RegionCopier(
+                    self._location(plan, number - 1),
+                    self._location(plan, number),
+                    plan.dims,
+                    stage.regions,
+                    stage.concurrency,
+                )
+                copied = (
+                    pbegin
+                    | f"{label}Regions" >> core.CreateKeys(grids)
+                    | f"{label}Copy"
+                    >> beam.ParDo(
+                        threadmap.ThreadMapWithSideInput(copier, self.num_threads),
+                        beam.pvalue.AsSingleton(ready),
+                    )
+                )
+                ready = _pass_done(copied, token, label)
+            finals.append(ready)
+        if not finals:
+            return token
+        done = (
+            finals
+            | "AllGroups" >> beam.Flatten()
+            | "AllDone" >> beam.combiners.Count.Globally()
+        )
+        if self.temp_store is None or self.keep_temp:
+            return done
+        return done | "RemoveTemp" >> beam.Map(
+            _remove_then_report,
+            self.temp_store,
+            self.storage_options,
+            self._temp_is_default,
+        )
+
+
+def _remove_then_report(
+    groups_done: int, location: Any, storage_options, remove_root: bool
+) -> int:
+    _remove_temp(location, storage_options, remove_root)
+    return groups_done
+
+
+def rechunk_zarr(
+    source: StoreLike,
+    target: StoreLike,
+    target_chunks: Mapping[str, int],
+    max_mem: int = 2**30,
+    temp_store: StoreLike | None = None,
+    *,
+    pipeline_options: PipelineOptions | list[str] | None = None,
+    **kwargs: Any,
+) -> planning.DatasetRechunkPlan:
+    """Rechunk a Zarr store into a new one, running a Beam pipeline.
+
+    Args:
+      source, target, target_chunks, max_mem, temp_store, **kwargs: as for
+        ``RechunkZarr``.
+      pipeline_options: Beam options or flags (default: the in-process
+        DirectRunner).
+
+    Returns:
+      The plan that was run (print it to see the passes and memory).
+
+    Example:
+      ``rechunk_zarr('era5.zarr', 'pencils.zarr', {'time': -1, 'latitude': 23,
+      'longitude': 45}, max_mem=256 * 2**20)``
+    """
+    transform = RechunkZarr(
+        source, target, target_chunks, max_mem, temp_store, **kwargs
+    )
+    if pipeline_options is None:
+        pipeline_options = PipelineOptions([], runner="DirectRunner")
+    elif not isinstance(pipeline_options, PipelineOptions):
+        flags = list(pipeline_options)
+        if not any(f.startswith("--runner") for f in flags):
+            flags += ["--runner", "DirectRunner"]
+        pipeline_options = PipelineOptions(flags)
+    with beam.Pipeline(options=pipeline_options) as pipeline:
+        _ = pipeline | "RechunkZarr" >> transform
+    return transform.plan
