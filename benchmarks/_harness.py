@@ -13,6 +13,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,44 @@ def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return (own + children) / 1024
+
+
+def raw_zarr_copy(source: str, target: str, args: Any) -> float:
+    """The machine's limit: copy every stored chunk with zarr, a thread per array."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+
+    src = zarr.open_group(source, mode="r")
+    start = time.perf_counter()
+    dst = zarr.open_group(target, mode="w")
+
+    def copy(item):
+        name, array = item
+        out = dst.create_array(
+            name, shape=array.shape, chunks=array.chunks, dtype=array.dtype
+        )
+        step = array.chunks[0] if array.ndim else 1
+        for i in range(0, array.shape[0] if array.ndim else 1, step):
+            out[i : i + step] = array[i : i + step]
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(copy, src.arrays()))
+    return time.perf_counter() - start
+
+
+def synthetic_store(gb: float, resolution: float, workdir: str) -> tuple[str, int]:
+    """A synthetic ERA5-like store of about ``gb`` (made once, then reused)."""
+    from xarray_beam import synthetic
+
+    os.makedirs(workdir, exist_ok=True)
+    hours = synthetic.hours_for_size(gb * 1e9, resolution)
+    path = os.path.join(workdir, f"era5_{hours}h_{resolution}.zarr")
+    if not os.path.exists(path):
+        synthetic.write_era5_like(path, hours=hours, resolution=resolution)
+    lat, lon = synthetic.grid(resolution)
+    nbytes = hours * lat.size * lon.size * 4 * len(synthetic.DEFAULT_VARIABLES)
+    return path, nbytes
 
 
 def run_child(methods: dict[str, Method], args: Any) -> None:
@@ -43,11 +82,14 @@ def run_all(
 ) -> dict[str, dict]:
     """Run every method in a fresh process; print and return the table."""
     results = {}
+    # OpenBLAS's idle threads spin and steal CPU from the work being timed.
+    env = {"OPENBLAS_NUM_THREADS": "1", **os.environ}
     for method in methods:
         done = subprocess.run(
             [sys.executable, script, *argv, "--method", method, "--source", source],
             capture_output=True,
             text=True,
+            env=env,
         )
         if done.returncode:
             print(f"{method} failed:\n{done.stderr[-3000:]}", file=sys.stderr)

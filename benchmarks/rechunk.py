@@ -23,30 +23,6 @@ import _harness  # noqa: E402
 TARGET = {"time": -1, "latitude": 23, "longitude": 45}
 
 
-def raw_zarr(source: str, target: str, args) -> float:
-    """Copy every stored chunk with zarr, one thread per array."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import zarr
-
-    src = zarr.open_group(source, mode="r")
-    start = time.perf_counter()
-    dst = zarr.open_group(target, mode="w")
-
-    def copy(item):
-        name, array = item
-        out = dst.create_array(
-            name, shape=array.shape, chunks=array.chunks, dtype=array.dtype
-        )
-        step = array.chunks[0] if array.ndim else 1
-        for i in range(0, array.shape[0] if array.ndim else 1, step):
-            out[i : i + step] = array[i : i + step]
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(copy, src.arrays()))
-    return time.perf_counter() - start
-
-
 def dask_xarray(source: str, target: str, args) -> float:
     import xarray
 
@@ -99,7 +75,7 @@ def xarray_beam_shuffle(source: str, target: str, args) -> dict:
 
 
 METHODS = {
-    "raw_zarr_copy": raw_zarr,
+    "raw_zarr_copy": _harness.raw_zarr_copy,
     "xarray_dask": dask_xarray,
     "xarray_beam_storage": xarray_beam_storage,
     "xarray_beam_shuffle": xarray_beam_shuffle,
@@ -123,18 +99,12 @@ def main() -> None:
         _harness.run_child(METHODS, args)
         return
 
-    from xarray_beam import synthetic
-
-    os.makedirs(args.workdir, exist_ok=True)
-    hours = synthetic.hours_for_size(args.gb * 1e9, args.resolution)
-    source = os.path.join(args.workdir, f"era5_{hours}h_{args.resolution}.zarr")
-    if not os.path.exists(source):
-        synthetic.write_era5_like(source, hours=hours, resolution=args.resolution)
-    lat, lon = synthetic.grid(args.resolution)
-    nbytes = hours * lat.size * lon.size * 4 * len(synthetic.DEFAULT_VARIABLES)
+    source, nbytes = _harness.synthetic_store(args.gb, args.resolution, args.workdir)
+    hours = int(os.path.basename(source).split("_")[1][:-1])
+    lat_size, lon_size = (int(180 / args.resolution) + 1, int(360 / args.resolution))
     print(
         f"store: {source} ({nbytes / 1e9:.2f} GB, {hours} hours); "
-        f"pancakes (24, {lat.size}, {lon.size}) -> pencils {TARGET}; "
+        f"pancakes (24, {lat_size}, {lon_size}) -> pencils {TARGET}; "
         f"max_mem {args.max_mem_mb} MiB"
     )
     argv = [

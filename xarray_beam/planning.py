@@ -192,7 +192,10 @@ def format_plan(plan: RechunkPlan) -> str:
     """A readable table of a plan."""
     source = tuple(max(c) if c else 0 for c in plan.source_chunks)
     irregular = any(len(set(c[:-1])) > 1 for c in plan.source_chunks)
-    names = f" of {', '.join(plan.variables)}" if plan.variables else ""
+    shown = list(plan.variables[:4])
+    if len(plan.variables) > 4:
+        shown = [*plan.variables[:3], f"and {len(plan.variables) - 3} more"]
+    names = f" of {', '.join(shown)}" if shown else ""
     lines = [
         f"Rechunk plan ({plan.method}){names}: dims {_shape(plan.dims)}, shape "
         f"{_shape(plan.shape)}, {plan.itemsize} bytes/element, "
@@ -323,7 +326,7 @@ def consolidate(
     """
     base = [max(1, min(b, n)) for b, n in zip(base, shape, strict=True)]
     cap = [
-        n if lim >= n else max(b, lim // b * b)
+        max(n, 1) if lim >= n else max(b, lim // b * b)
         for b, lim, n in zip(base, limit, shape, strict=True)
     ]
     current = list(base)
@@ -441,28 +444,30 @@ def _normalize(
         source_chunks, dict(zip(dims, shape, strict=False)), what="source"
     )
     target_spec = chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", dims)
-    target = []
+    requested = []
     for dim, n in zip(dims, shape, strict=True):
         if dim in target_spec:
             size = target_spec[dim]
-            target.append(max(n, 1) if size == -1 else min(size, max(n, 1)))
+            requested.append(max(n, 1) if size == -1 else size)
         elif len(set(source[dim][:-1])) <= 1 and source[dim]:
-            target.append(source[dim][0])  # unchanged, as in xarray's .chunk()
+            requested.append(source[dim][0])  # unchanged, as in xarray's .chunk()
         else:
-            target.append(max(n, 1))
+            requested.append(max(n, 1))
+    target = [min(size, max(n, 1)) for size, n in zip(requested, shape, strict=True)]
     shards = None
     if target_shards:
         shard_spec = chunks_lib.check_chunk_sizes(target_shards, "target_shards", dims)
         shards = []
-        for dim, n, chunk in zip(dims, shape, target, strict=True):
-            size = shard_spec.get(dim, chunk)
-            size = math.ceil(max(n, 1) / chunk) * chunk if size == -1 else size
-            if size % chunk:
+        for dim, n, asked, chunk in zip(dims, shape, requested, target, strict=True):
+            covering = math.ceil(max(n, 1) / chunk) * chunk
+            size = shard_spec.get(dim, asked)
+            size = covering if size == -1 else size
+            if size % asked:
                 raise ValueError(
                     f"target shard size {size} along {dim!r} is not a multiple of "
-                    f"the target chunk size {chunk}"
+                    f"the target chunk size {asked}"
                 )
-            shards.append(size)
+            shards.append(min(size, covering))
         shards = tuple(shards)
     problem = _Problem(
         dims,
@@ -533,7 +538,7 @@ def _storage_stages(
             1,
             min(
                 _MAX_CONCURRENCY,
-                int(spare // (memory.copies * max(in_block, out_block))),
+                int(spare // (memory.copies * max(in_block, out_block, 1))),
             ),
         )
         out_per_region = math.prod(
@@ -622,6 +627,21 @@ def _shuffle_stages(
         )
         previous_bounds, previous = bounds, region
     return stages
+
+
+def _without_repeats(
+    regions: list[tuple[int, ...]], source: tuple[tuple[int, ...], ...]
+) -> list[tuple[int, ...]]:
+    """Drop shuffle stages that would leave the chunks as they are."""
+    kept: list[tuple[int, ...]] = []
+    previous = [
+        c[0] if len(set(c[:-1])) <= 1 and c else None for c in source
+    ]  # regular source chunk sizes (None: irregular)
+    for region in regions:
+        if list(region) != previous or not kept and len(regions) == 1:
+            kept.append(region)
+        previous = list(region)
+    return kept
 
 
 def _smallest_piece(problem: _Problem, stages: list[Stage]) -> int:
@@ -718,7 +738,10 @@ def plan_rechunk(
             for r, w, n in zip(read, write, problem.shape, strict=True)
         ]
         regions = [tuple(sizes) for sizes in zip(*columns, strict=True)]
-        candidates.append(make_stages(problem, regions, costs, memory, budget))
+        if method == "shuffle":
+            regions = _without_repeats(regions, problem.source)
+        if regions:
+            candidates.append(make_stages(problem, regions, costs, memory, budget))
     plan_stages, warnings = _choose(problem, candidates, budget)
     return RechunkPlan(
         method,

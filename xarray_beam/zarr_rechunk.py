@@ -204,18 +204,28 @@ class _Setup:
             self.options.store, "r", self.options.storage_options
         )
         for name in self.variables:
-            if written[name].dtype != source[name].dtype:
-                raise ValueError(
-                    f"variable {name!r} is stored as {source[name].dtype} in the "
-                    f"source but would be {written[name].dtype} in the target; "
-                    f"rechunk_zarr copies stored values, so its encoding may not "
-                    f"change their dtype"
-                )
+            _check_same_stored_dtype(name, source[name].dtype, written[name].dtype)
         if self.temp_layouts:
             _setup_temp(
                 self.temp, self.options.storage_options, list(self.temp_layouts)
             )
         return target.token
+
+
+def _check_same_stored_dtype(name: str, source: np.dtype, target: np.dtype) -> None:
+    """Stored values are copied as they are: the dtypes must agree (byte order
+    aside, which zarr converts)."""
+    if source.newbyteorder("=") != target.newbyteorder("="):
+        raise ValueError(
+            f"variable {name!r} is stored as {source} in the source but would be "
+            f"{target} in the target; rechunk_zarr copies stored values, so its "
+            f"encoding may not change their dtype"
+        )
+
+
+def _planned_stored_dtype(var: xarray.Variable, encoding: Mapping) -> np.dtype:
+    """The dtype xarray will store a template variable with."""
+    return np.dtype(encoding.get("dtype", var.encoding.get("dtype", var.dtype)))
 
 
 def _pass_done(outputs, token, label: str):
@@ -349,6 +359,12 @@ class RechunkZarr(beam.PTransform):
             stores.check_mode_name(mode),
             storage_options,
         )
+        for name in names:
+            _check_same_stored_dtype(
+                name,
+                arrays[name].dtype,
+                _planned_stored_dtype(dataset[name].variable, layout_encoding[name]),
+            )
         self._template = templates.make_template(dataset, lazy_vars=set(names))
         self._names = names
         self._arrays_meta = {n: (arrays[n].dtype, arrays[n].fill_value) for n in names}
@@ -378,8 +394,13 @@ class RechunkZarr(beam.PTransform):
 
     def expand(self, pbegin):
         stores.check_mode(self.target, self._options.mode, self.storage_options)
+        remove_root = self._temp_is_default
         if self.temp_store is not None:
             _check_temp_store(self.temp_store, self.storage_options)
+            # A location that holds nothing yet is ours to remove afterwards; a
+            # directory the user made is only emptied.
+            state = stores.store_state(self.temp_store, self.storage_options)
+            remove_root = remove_root or state == "missing"
         setup = _Setup(
             self._template,
             self._options,
@@ -439,7 +460,7 @@ class RechunkZarr(beam.PTransform):
             _remove_then_report,
             self.temp_store,
             self.storage_options,
-            self._temp_is_default,
+            remove_root,
         )
 
 

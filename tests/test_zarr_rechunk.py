@@ -1,0 +1,690 @@
+"""Specification of Zarr-to-Zarr rechunking, checked against xarray and zarr.
+
+Each rechunk must reproduce the source exactly (values, coordinates, attrs,
+stored dtypes and encodings) with the requested chunks, whether the plan runs
+in one pass or through temporary stores; ``RegionIO`` must round-trip regions
+through temporary arrays as plain zarr would.
+"""
+
+import os
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pytest
+import xarray
+import zarr
+import zarr.storage
+
+import xarray_beam as xb
+from xarray_beam import region_io, synthetic
+
+PENCILS = {"time": -1, "latitude": 5, "longitude": 6}
+# With time chunks of 4 (48 hours on the 10 degree grid), this budget gives a
+# two-pass plan for PENCILS; with time chunks of 2, a four-pass one.
+TWO_PASS_MEM = 150_000
+FOUR_PASS_MEM = 60_000
+
+
+def _write_era5(path, time_chunk, **kwargs) -> str:
+    """A 48 hour synthetic ERA5-like store on a 10 degree grid."""
+    path = str(path)
+    kwargs.setdefault("chunks", {"time": time_chunk})
+    synthetic.write_era5_like(path, hours=48, resolution=10.0, **kwargs)
+    return path
+
+
+def _write_fine_pancakes(path, time_chunk: int = 4) -> str:
+    """Two variables in thin time slices: pencils need a multi-pass plan."""
+    return _write_era5(
+        path,
+        time_chunk,
+        variables=("2m_temperature", "sea_surface_temperature"),
+    )
+
+
+@pytest.fixture(scope="module")
+def pancakes(tmp_path_factory) -> str:
+    """A read-only source: time chunks of 12, whole latitude/longitude."""
+    return _write_era5(tmp_path_factory.mktemp("pancakes") / "src.zarr", 12)
+
+
+@pytest.fixture(scope="module")
+def fine_pancakes(tmp_path_factory) -> str:
+    """A read-only source whose rechunk to PENCILS takes two passes."""
+    return _write_fine_pancakes(tmp_path_factory.mktemp("fine") / "src.zarr")
+
+
+def _files(path) -> dict[str, bytes]:
+    """Every file below ``path`` as relative path -> bytes."""
+    result = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                result[os.path.relpath(full, path)] = f.read()
+    return result
+
+
+def _expected_chunks(source_array, dims, target_chunks) -> tuple[int, ...]:
+    """Target chunks of one variable: requested sizes, else the source's."""
+    chunks = []
+    for dim, size, source_chunk in zip(
+        dims, source_array.shape, source_array.chunks, strict=True
+    ):
+        wanted = target_chunks.get(dim)
+        if wanted is None:
+            chunks.append(source_chunk)
+        else:
+            chunks.append(size if wanted == -1 else min(wanted, size))
+    return tuple(chunks)
+
+
+def _units(var: xarray.Variable):
+    """The encoded units, with CF time references parsed (xarray writes
+    'hours since 2022-01-01 00:00:00' back as 'hours since 2022-01-01')."""
+    units = var.encoding.get("units")
+    if isinstance(units, str) and " since " in units:
+        step, reference = units.split(" since ")
+        return step, pd.Timestamp(reference)
+    return units
+
+
+def _assert_rechunked(source: str, target: str, target_chunks) -> None:
+    """The target holds the source exactly, with the requested chunks."""
+    expected = xarray.open_zarr(source).compute()
+    actual = xarray.open_zarr(target).compute()
+    xarray.testing.assert_identical(actual, expected)
+
+    source_group = zarr.open_group(source, mode="r")
+    target_group = zarr.open_group(target, mode="r")
+    for name, var in expected.variables.items():
+        assert target_group[name].dtype == source_group[name].dtype, name
+        for key in ("dtype", "_FillValue"):
+            np.testing.assert_equal(
+                actual[name].encoding.get(key),
+                var.encoding.get(key),
+                err_msg=f"encoding[{key!r}] of {name!r}",
+            )
+        assert _units(actual[name]) == _units(var), name
+    for name, var in expected.data_vars.items():
+        if var.ndim:
+            assert target_group[name].chunks == _expected_chunks(
+                source_group[name], var.dims, target_chunks
+            ), name
+
+
+def _passes(plan) -> list[int]:
+    return [len(p.stages) for p in plan.plans]
+
+
+# Sources built by hand with plain xarray.
+
+
+def _write_1d(path) -> None:
+    rng = np.random.default_rng(1)
+    time = pd.date_range("2022-01-01", periods=50, freq="h")
+    ds = xarray.Dataset(
+        {"precip": ("time", rng.random(50), {"units": "mm"})},
+        coords={"time": time},
+    )
+    ds.to_zarr(path, encoding={"precip": {"chunks": (7,)}})
+
+
+def _write_3d(path) -> None:
+    rng = np.random.default_rng(2)
+    ds = xarray.Dataset(
+        {"q": (("level", "y", "x"), rng.normal(size=(6, 8, 12)), {"units": "kg/kg"})},
+        coords={"level": [1000, 850, 700, 500, 300, 100], "y": np.arange(8.0)},
+        attrs={"source": "hand-built"},
+    )
+    ds.to_zarr(path, encoding={"q": {"chunks": (1, 8, 12)}})
+
+
+def _write_ragged(path) -> None:
+    rng = np.random.default_rng(3)
+    ds = xarray.Dataset(
+        {
+            "a": (("y", "x"), rng.normal(size=(13, 17)).astype(np.float32)),
+            "b": (("y", "x"), rng.integers(-50, 50, (13, 17)).astype(np.int64)),
+        },
+        coords={"y": np.arange(13) * 0.5, "x": np.arange(17) * 2.0},
+    )
+    ds.to_zarr(path, encoding={"a": {"chunks": (5, 17)}, "b": {"chunks": (3, 7)}})
+
+
+def _write_v2_era5(path) -> None:
+    _write_era5(path, 12, zarr_format=2)
+
+
+def _write_v3_era5(path) -> None:
+    _write_era5(path, 12, zarr_format=3)
+
+
+@pytest.mark.parametrize(
+    ("write_source", "target_chunks", "kwargs"),
+    [
+        (_write_1d, {"time": 20}, {}),
+        (_write_3d, {"level": -1, "y": 4, "x": 4}, {}),
+        (_write_ragged, {"y": 4, "x": 5}, {}),
+        (_write_v2_era5, PENCILS, {"zarr_format": 3}),
+        (_write_v3_era5, PENCILS, {"zarr_format": 2}),
+    ],
+    ids=["1d", "3d", "ragged_last_chunks", "zarr_v2_to_v3", "zarr_v3_to_v2"],
+)
+def test_rechunk_zarr_reproduces_the_source_with_new_chunks(
+    tmp_path, write_source, target_chunks, kwargs
+):
+    source = str(tmp_path / "src.zarr")
+    target = str(tmp_path / "dst.zarr")
+    write_source(source)
+
+    xb.rechunk_zarr(source, target, target_chunks, max_mem=2**20, **kwargs)
+
+    _assert_rechunked(source, target, target_chunks)
+    expected_format = kwargs.get("zarr_format", 3)
+    group = zarr.open_group(target, mode="r")
+    assert group.metadata.zarr_format == expected_format
+    for _, array in group.arrays():
+        assert array.metadata.zarr_format == expected_format
+
+
+def test_rechunk_zarr_turns_pancakes_into_pencils_in_one_pass(tmp_path, pancakes):
+    target = str(tmp_path / "dst.zarr")
+
+    plan = xb.rechunk_zarr(pancakes, target, PENCILS, max_mem=2**20)
+
+    assert _passes(plan) == [1]
+    assert np.isnan(xarray.open_zarr(pancakes)["sea_surface_temperature"]).any()
+    _assert_rechunked(pancakes, target, PENCILS)
+    assert not os.path.exists(target + ".rechunk-temp")
+
+
+def test_rechunk_zarr_turns_pencils_into_pancakes_through_a_temp_store(tmp_path):
+    source = _write_era5(
+        tmp_path / "src.zarr", 48, chunks={"time": 48, "latitude": 2, "longitude": 3}
+    )
+    target = str(tmp_path / "dst.zarr")
+    pancake_chunks = {"time": 6, "latitude": -1, "longitude": -1}
+
+    plan = xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000)
+
+    assert len(plan.plans[0].stages) > 1
+    _assert_rechunked(source, target, pancake_chunks)
+
+
+def test_rechunk_zarr_copies_variables_of_mixed_dims(tmp_path, mixed_dataset):
+    source = str(tmp_path / "src.zarr")
+    target = str(tmp_path / "dst.zarr")
+    mixed_dataset.to_zarr(
+        source,
+        encoding={
+            "t2m": {"chunks": (1, 7, 4)},
+            "count": {"chunks": (1, 4)},
+            "lsm": {"chunks": (2, 6)},
+            "valid": {"chunks": (1,)},
+        },
+    )
+    target_chunks = {"time": -1, "latitude": 3}
+
+    plan = xb.rechunk_zarr(source, target, target_chunks, max_mem=2000)
+
+    assert len(plan.plan_for("t2m").stages) > 1
+    assert len(plan.plan_for("count").stages) == 1
+    _assert_rechunked(source, target, target_chunks)
+    group = zarr.open_group(target, mode="r")
+    assert group["t2m"].chunks == (10, 3, 4)
+    assert group["count"].chunks == (10, 4)
+    assert group["lsm"].chunks == (3, 6)
+    assert group["valid"].chunks == (10,)
+    assert group["scale"].shape == ()
+    assert not os.path.exists(target + ".rechunk-temp")
+
+
+def test_rechunk_zarr_copies_scaled_integers_as_stored(tmp_path):
+    source = str(tmp_path / "src.zarr")
+    target = str(tmp_path / "dst.zarr")
+    rng = np.random.default_rng(4)
+    values = rng.normal(280.0, 5.0, (20, 9)).astype(np.float32)
+    values[3, 2:5] = np.nan
+    ds = xarray.Dataset(
+        {"t": (("time", "x"), values, {"units": "K"})},
+        coords={"time": pd.date_range("2020-06-01", periods=20, freq="D")},
+    )
+    encoding = {
+        "t": {
+            "dtype": "int16",
+            "scale_factor": 0.01,
+            "add_offset": 280.0,
+            "_FillValue": -32768,
+            "chunks": (3, 9),
+        }
+    }
+    ds.to_zarr(source, encoding=encoding)
+    target_chunks = {"time": -1, "x": 4}
+
+    xb.rechunk_zarr(source, target, target_chunks, max_mem=2**20)
+
+    np.testing.assert_array_equal(
+        zarr.open_group(target, mode="r")["t"][...],
+        zarr.open_group(source, mode="r")["t"][...],
+    )
+    assert zarr.open_group(target, mode="r")["t"].dtype == np.int16
+    _assert_rechunked(source, target, target_chunks)
+    stored = xarray.open_zarr(target)["t"].encoding
+    assert stored["scale_factor"] == 0.01
+    assert stored["add_offset"] == 280.0
+
+
+def test_rechunk_zarr_copies_a_big_endian_zarr_v2_store(tmp_path):
+    # xarray keeps the byte order of big-endian data (as read from netCDF)
+    # when it writes Zarr v2.
+    source = str(tmp_path / "src.zarr")
+    target = str(tmp_path / "dst.zarr")
+    values = np.arange(60, dtype=">f4").reshape(6, 10)
+    xarray.Dataset({"v": (("t", "x"), values)}).to_zarr(
+        source, zarr_format=2, encoding={"v": {"chunks": (1, 10)}}
+    )
+    assert zarr.open_group(source, mode="r")["v"].dtype == np.dtype(">f4")
+
+    xb.rechunk_zarr(source, target, {"t": -1, "x": 5}, max_mem=2**20)
+
+    xarray.testing.assert_identical(
+        xarray.open_zarr(target).compute(), xarray.open_zarr(source).compute()
+    )
+    assert zarr.open_group(target, mode="r")["v"].chunks == (6, 5)
+
+
+def test_rechunk_zarr_writes_target_shards(tmp_path, pancakes):
+    target = str(tmp_path / "dst.zarr")
+
+    xb.rechunk_zarr(
+        pancakes,
+        target,
+        PENCILS,
+        max_mem=2**20,
+        target_shards={"latitude": 10, "longitude": 12},
+    )
+
+    _assert_rechunked(pancakes, target, PENCILS)
+    group = zarr.open_group(target, mode="r")
+    for name in xarray.open_zarr(pancakes).data_vars:
+        assert group[name].chunks == (48, 5, 6), name
+        assert group[name].shards == (48, 10, 12), name
+
+
+def test_rechunk_zarr_keeps_source_chunks_of_dims_not_named(tmp_path, pancakes):
+    target = str(tmp_path / "dst.zarr")
+
+    xb.rechunk_zarr(pancakes, target, {"latitude": 5}, max_mem=2**20)
+
+    _assert_rechunked(pancakes, target, {"latitude": 5})
+    group = zarr.open_group(target, mode="r")
+    for name in xarray.open_zarr(pancakes).data_vars:
+        assert group[name].chunks == (12, 5, 36), name
+
+
+# Multi-pass plans and the temporary store.
+
+
+def test_rechunk_zarr_removes_the_default_temp_store(tmp_path, fine_pancakes):
+    target = str(tmp_path / "dst.zarr")
+
+    plan = xb.rechunk_zarr(fine_pancakes, target, PENCILS, max_mem=TWO_PASS_MEM)
+
+    assert len(plan.plans[0].stages) > 1
+    _assert_rechunked(fine_pancakes, target, PENCILS)
+    assert not os.path.exists(target + ".rechunk-temp")
+    assert sorted(os.listdir(tmp_path)) == ["dst.zarr"]
+
+
+def test_rechunk_zarr_removes_an_explicit_temp_store_it_created(
+    tmp_path, fine_pancakes
+):
+    target = str(tmp_path / "dst.zarr")
+    temp = str(tmp_path / "scratch")
+
+    plan = xb.rechunk_zarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp)
+
+    assert len(plan.plans[0].stages) > 1
+    _assert_rechunked(fine_pancakes, target, PENCILS)
+    assert not os.path.exists(temp)
+    assert not os.path.exists(target + ".rechunk-temp")
+
+
+def test_rechunk_zarr_keep_temp_leaves_uncompressed_zarr_copies(tmp_path):
+    source = _write_fine_pancakes(tmp_path / "src.zarr", time_chunk=2)
+    target = str(tmp_path / "dst.zarr")
+
+    plan = xb.rechunk_zarr(
+        source, target, PENCILS, max_mem=FOUR_PASS_MEM, keep_temp=True
+    )
+
+    (stages,) = [p.stages for p in plan.plans]
+    assert len(stages) > 2
+    _assert_rechunked(source, target, PENCILS)
+    temp = zarr.open_group(target + ".rechunk-temp", mode="r")
+    source_group = zarr.open_group(source, mode="r")
+    names = list(xarray.open_zarr(source).data_vars)
+    assert sorted(temp.group_keys()) == [f"pass{i}" for i in range(1, len(stages))]
+    for number, stage in enumerate(stages[:-1], start=1):
+        for name in names:
+            array = temp[f"pass{number}"][name]
+            assert array.compressors == ()
+            assert array.chunks == stage.write_units
+            np.testing.assert_array_equal(array[...], source_group[name][...])
+
+
+# The temp_store location.
+
+
+def _someone_elses_files(path) -> None:
+    os.makedirs(path)
+    with open(os.path.join(path, "notes.txt"), "w") as f:
+        f.write("not yours")
+
+
+def _someone_elses_zarr(path) -> None:
+    xarray.Dataset({"mine": ("x", np.arange(3))}).to_zarr(path)
+
+
+@pytest.mark.parametrize(
+    "make_temp", [_someone_elses_files, _someone_elses_zarr], ids=["files", "zarr"]
+)
+def test_rechunk_zarr_refuses_a_temp_store_holding_other_data(
+    tmp_path, fine_pancakes, make_temp
+):
+    target = str(tmp_path / "dst.zarr")
+    temp = str(tmp_path / "scratch")
+    make_temp(temp)
+    before = _files(temp)
+    transform = xb.RechunkZarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp)
+    pipeline = beam.Pipeline("DirectRunner")
+
+    with pytest.raises(FileExistsError, match="scratch"):
+        _ = pipeline | transform
+
+    assert _files(temp) == before
+    assert not os.path.exists(target)
+
+
+def test_rechunk_zarr_accepts_an_empty_temp_directory_and_empties_it(
+    tmp_path, fine_pancakes
+):
+    target = str(tmp_path / "dst.zarr")
+    temp = tmp_path / "scratch"
+    temp.mkdir()
+
+    plan = xb.rechunk_zarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, str(temp))
+
+    assert len(plan.plans[0].stages) > 1
+    _assert_rechunked(fine_pancakes, target, PENCILS)
+    assert temp.is_dir()
+    assert os.listdir(temp) == []
+
+
+# Target modes and validation when the transform is built.
+
+
+def test_rechunk_zarr_refuses_an_existing_target_by_default(tmp_path, pancakes):
+    target = str(tmp_path / "dst.zarr")
+    xarray.Dataset({"old": ("x", np.arange(4.0))}).to_zarr(target)
+    before = _files(target)
+
+    with pytest.raises(FileExistsError, match="dst.zarr"):
+        xb.rechunk_zarr(pancakes, target, PENCILS, max_mem=2**20)
+
+    assert _files(target) == before
+
+
+def test_rechunk_zarr_mode_w_overwrites_the_target(tmp_path, pancakes):
+    target = str(tmp_path / "dst.zarr")
+    xarray.Dataset({"old": ("x", np.arange(4.0))}).to_zarr(target)
+
+    xb.rechunk_zarr(pancakes, target, PENCILS, max_mem=2**20, mode="w")
+
+    _assert_rechunked(pancakes, target, PENCILS)
+    assert "old" not in zarr.open_group(target, mode="r")
+
+
+@pytest.mark.parametrize(
+    ("target_chunks", "kwargs", "culprit"),
+    [
+        ({"level": 3}, {}, "level"),
+        ({"time": -1, "latitude": -1, "longitude": -1}, {}, "target chunks"),
+        ({"time": 0}, {}, "'time'"),
+        ({"latitude": -2}, {}, "'latitude'"),
+        (PENCILS, {"min_mem": 200_000}, "min_mem"),
+        (
+            PENCILS,
+            {"encoding": {"2m_temperature": {"chunks": (48, 5, 6)}}},
+            "2m_temperature",
+        ),
+    ],
+    ids=[
+        "unknown_dim",
+        "chunks_over_max_mem",
+        "zero_size",
+        "negative_size",
+        "min_mem_over_max_mem",
+        "encoding_sets_chunks",
+    ],
+)
+def test_rechunk_zarr_rejects_bad_arguments_when_built(
+    tmp_path, pancakes, target_chunks, kwargs, culprit
+):
+    target = str(tmp_path / "dst.zarr")
+
+    with pytest.raises(ValueError, match=culprit):
+        xb.RechunkZarr(pancakes, target, target_chunks, max_mem=100_000, **kwargs)
+
+    assert os.listdir(tmp_path) == []
+
+
+# Runners and threads.
+
+
+def test_rechunk_zarr_on_multiple_processes_gives_the_same_store(
+    tmp_path, fine_pancakes
+):
+    target = str(tmp_path / "dst.zarr")
+
+    plan = xb.rechunk_zarr(
+        fine_pancakes,
+        target,
+        PENCILS,
+        max_mem=TWO_PASS_MEM,
+        pipeline_options=[
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
+        ],
+    )
+
+    assert len(plan.plans[0].stages) > 1
+    _assert_rechunked(fine_pancakes, target, PENCILS)
+    assert not os.path.exists(target + ".rechunk-temp")
+
+
+def test_rechunk_zarr_transform_with_two_threads_gives_the_same_store(
+    tmp_path, fine_pancakes
+):
+    target = str(tmp_path / "dst.zarr")
+    transform = xb.RechunkZarr(
+        fine_pancakes, target, PENCILS, max_mem=TWO_PASS_MEM, num_threads=2
+    )
+
+    with beam.Pipeline("DirectRunner") as pipeline:
+        _ = pipeline | "Rechunk" >> transform
+
+    assert len(transform.plan.plans[0].stages) > 1
+    _assert_rechunked(fine_pancakes, target, PENCILS)
+    assert not os.path.exists(target + ".rechunk-temp")
+
+
+# The plan.
+
+
+def test_rechunk_zarr_plan_prints_the_variables_and_building_writes_nothing(
+    tmp_path, fine_pancakes
+):
+    target = str(tmp_path / "dst.zarr")
+    temp = str(tmp_path / "scratch")
+
+    default_temp = xb.RechunkZarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM)
+    explicit_temp = xb.RechunkZarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp)
+
+    for transform in (default_temp, explicit_temp):
+        text = str(transform.plan)
+        assert "2m_temperature" in text
+        assert "sea_surface_temperature" in text
+        assert len(transform.plan.plans[0].stages) > 1
+    assert os.listdir(tmp_path) == []
+
+
+# RegionIO on temporary arrays.
+
+SHAPE = (7, 10)
+CHUNKS = (3, 4)
+# Whole-chunk regions tiling SHAPE, including the padded edge chunks.
+WHOLE_CHUNK_REGIONS = [
+    (slice(r0, r1), slice(c0, c1))
+    for r0, r1 in ((0, 3), (3, 6), (6, 7))
+    for c0, c1 in ((0, 8), (8, 10))
+]
+READ_REGIONS = [
+    (slice(0, 7), slice(0, 10)),
+    (slice(1, 5), slice(2, 9)),
+    (slice(6, 7), slice(9, 10)),
+    (slice(0, 1), slice(0, 1)),
+    (slice(2, 7), slice(3, 5)),
+    (slice(3, 6), slice(4, 8)),
+]
+DTYPES = [np.float32, np.int16, np.float64]
+
+
+def _fill_value(dtype):
+    return np.nan if np.dtype(dtype).kind == "f" else -1
+
+
+def _temp_array(tmp_path, dtype, shape=SHAPE, chunks=CHUNKS) -> zarr.Array:
+    group = zarr.open_group(str(tmp_path / "temp.zarr"), mode="w", zarr_format=3)
+    region_io.create(group, "a", shape, chunks, np.dtype(dtype), _fill_value(dtype))
+    return group["a"]
+
+
+def _random(shape, dtype, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=shape) * 1000).astype(dtype)
+
+
+def _read(io: region_io.RegionIO, region) -> np.ndarray:
+    out = np.empty(tuple(s.stop - s.start for s in region), io.array.dtype)
+    io.read(region, out)
+    return out
+
+
+def test_region_io_is_direct_only_for_local_uncompressed_arrays(tmp_path):
+    temp = _temp_array(tmp_path, np.float32)
+    compressed = zarr.open_group(str(tmp_path / "c.zarr"), mode="w").create_array(
+        "a", shape=SHAPE, chunks=CHUNKS, dtype=np.float32
+    )
+    in_memory = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    region_io.create(in_memory, "a", SHAPE, CHUNKS, np.dtype(np.float32), np.nan)
+
+    assert region_io.RegionIO(temp, 2, direct=True).direct
+    assert not region_io.RegionIO(temp, 2, direct=False).direct
+    assert not region_io.RegionIO(compressed, 2, direct=True).direct
+    assert not region_io.RegionIO(in_memory["a"], 2, direct=True).direct
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "zarr"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_region_io_round_trips_whole_chunk_writes_and_any_reads(
+    tmp_path, dtype, direct, concurrency
+):
+    array = _temp_array(tmp_path, dtype)
+    io = region_io.RegionIO(array, concurrency, direct=direct)
+    assert io.direct == direct
+    expected = _random(SHAPE, dtype)
+
+    for region in WHOLE_CHUNK_REGIONS:
+        io.write(region, expected[region].copy())
+
+    for region in READ_REGIONS:
+        np.testing.assert_array_equal(_read(io, region), expected[region], str(region))
+    reopened = zarr.open_group(str(tmp_path / "temp.zarr"), mode="r")["a"]
+    np.testing.assert_array_equal(reopened[...], expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_region_io_direct_and_zarr_paths_agree(tmp_path, dtype):
+    expected = _random(SHAPE, dtype, seed=5)
+    results = {}
+    for direct in (True, False):
+        array = _temp_array(tmp_path / str(direct), dtype)
+        io = region_io.RegionIO(array, 2, direct=direct)
+        io.write((slice(0, 7), slice(0, 10)), expected)
+        results[direct] = [_read(io, region) for region in READ_REGIONS]
+        # each path reads what the other wrote
+        other = region_io.RegionIO(array, 2, direct=not direct)
+        np.testing.assert_array_equal(_read(other, READ_REGIONS[0]), expected)
+
+    for direct_part, zarr_part in zip(results[True], results[False], strict=True):
+        np.testing.assert_array_equal(direct_part, zarr_part)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "zarr"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_region_io_reads_missing_chunks_as_the_fill_value(tmp_path, dtype, direct):
+    array = _temp_array(tmp_path, dtype)
+    io = region_io.RegionIO(array, 2, direct=direct)
+    written = _random((3, 8), dtype)
+    io.write((slice(3, 6), slice(0, 8)), written)
+    expected = np.full(SHAPE, _fill_value(dtype), dtype)
+    expected[3:6, 0:8] = written
+
+    np.testing.assert_array_equal(_read(io, (slice(0, 7), slice(0, 10))), expected)
+    np.testing.assert_array_equal(
+        _read(io, (slice(5, 7), slice(7, 10))), expected[5:7, 7:10]
+    )
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        (slice(0, 2), slice(0, 4)),
+        (slice(0, 3), slice(1, 4)),
+        (slice(3, 7), slice(0, 6)),
+        (slice(6, 7), slice(8, 9)),
+    ],
+    ids=["short_rows", "offset_cols", "half_chunk_cols", "part_of_edge"],
+)
+def test_region_io_direct_write_rejects_regions_of_partial_chunks(tmp_path, region):
+    array = _temp_array(tmp_path, np.float32)
+    io = region_io.RegionIO(array, 1, direct=True)
+    data = np.zeros(tuple(s.stop - s.start for s in region), np.float32)
+
+    with pytest.raises(ValueError, match="whole chunks"):
+        io.write(region, data)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "zarr"])
+def test_region_io_handles_strided_buffers_with_many_rows(tmp_path, direct):
+    shape, chunks = (2300, 3), (1100, 2)
+    array = _temp_array(tmp_path, np.float32, shape, chunks)
+    io = region_io.RegionIO(array, 2, direct=direct)
+    expected = _random(shape, np.float32, seed=6)
+
+    io.write((slice(0, 2300), slice(0, 3)), np.asfortranarray(expected))
+    wide = np.zeros((1500, 6), np.float32)
+    io.read((slice(500, 2000), slice(0, 3)), wide[:, ::2])
+    rows = np.zeros((2300, 5), np.float32)
+    io.read((slice(0, 2300), slice(0, 2)), rows[:, 1:3])
+
+    np.testing.assert_array_equal(wide[:, ::2], expected[500:2000])
+    np.testing.assert_array_equal(wide[:, 1::2], 0)
+    np.testing.assert_array_equal(rows[:, 1:3], expected[:, 0:2])
+    np.testing.assert_array_equal(rows[:, [0, 3, 4]], 0)
+    reopened = zarr.open_group(str(tmp_path / "temp.zarr"), mode="r")["a"]
+    np.testing.assert_array_equal(reopened[...], expected)
