@@ -10,6 +10,7 @@ import pytest
 import xarray
 import zarr
 from apache_beam.options.pipeline_options import PipelineOptions
+from helpers import read_tree
 
 import xarray_beam as xb
 from xarray_beam import synthetic
@@ -27,17 +28,6 @@ def _chunks(dataset, sizes):
         region = {d: slice(o, o + step[d]) for d, o in zip(dims, offsets, strict=True)}
         pairs.append((key, dataset.isel(region)))
     return pairs
-
-
-def _files(path):
-    """Every file below ``path`` as relative path -> bytes."""
-    result = {}
-    for root, _, names in os.walk(path):
-        for name in names:
-            full = os.path.join(root, name)
-            with open(full, "rb") as f:
-                result[os.path.relpath(full, path)] = f.read()
-    return result
 
 
 def _read(path):
@@ -370,11 +360,11 @@ def test_write_chunk_to_zarr_checks_the_stores_real_layout(
     path = str(tmp_path / "out.zarr")
     template = make_template(mixed_dataset)
     xb.setup_zarr(template, path, zarr_chunks, zarr_shards=zarr_shards)
-    before = _files(path)
+    before = read_tree(path)
     chunk = mixed_dataset[["t2m"]].isel(time=slice(0, 2))
     with pytest.raises(ValueError, match=f"whole Zarr {unit}.*ConsolidateChunks"):
         xb.write_chunk_to_zarr(xb.Key({"time": 0}), chunk, path, template)
-    assert _files(path) == before
+    assert read_tree(path) == before
 
 
 @pytest.mark.parametrize(
@@ -505,12 +495,12 @@ def test_default_mode_refuses_an_existing_store_when_built(tmp_path, mixed_datas
     path = str(tmp_path / "out.zarr")
     template = make_template(mixed_dataset)
     xb.setup_zarr(template, path, {"time": 5})
-    before = _files(path)
+    before = read_tree(path)
     p = beam.Pipeline("DirectRunner")
     chunks = p | xb.DatasetToChunks(mixed_dataset, {"time": 5})
     with pytest.raises(FileExistsError, match=re.escape(path)):
         _ = chunks | xb.ChunksToZarr(path, template, {"time": 5})
-    assert _files(path) == before
+    assert read_tree(path) == before
 
 
 @pytest.mark.parametrize(
@@ -525,22 +515,22 @@ def test_refusing_modes_raise_file_exists_when_built(tmp_path, mixed_dataset, ma
     path = str(tmp_path / "out.zarr")
     template = make_template(mixed_dataset)
     xb.setup_zarr(template, path)
-    before = _files(path)
+    before = read_tree(path)
     p = beam.Pipeline("DirectRunner")
     chunks = p | xb.DatasetToChunks(mixed_dataset, {"time": 5})
     with pytest.raises(FileExistsError, match=re.escape(path)):
         _ = chunks | make(path, template)
-    assert _files(path) == before
+    assert read_tree(path) == before
 
 
 def test_setup_zarr_refuses_an_existing_store(tmp_path, mixed_dataset):
     path = str(tmp_path / "out.zarr")
     template = make_template(mixed_dataset)
     xb.setup_zarr(template, path)
-    before = _files(path)
+    before = read_tree(path)
     with pytest.raises(FileExistsError, match=re.escape(path)):
         xb.setup_zarr(template, path)
-    assert _files(path) == before
+    assert read_tree(path) == before
 
 
 def test_default_mode_refuses_an_existing_store_with_a_side_input_template(
@@ -549,7 +539,7 @@ def test_default_mode_refuses_an_existing_store_with_a_side_input_template(
     path = str(tmp_path / "out.zarr")
     template = make_template(mixed_dataset)
     xb.setup_zarr(template, path, {"time": 5})
-    before = _files(path)
+    before = read_tree(path)
 
     def build(p):
         side = p | "Template" >> beam.Create([template])
@@ -561,7 +551,7 @@ def test_default_mode_refuses_an_existing_store_with_a_side_input_template(
 
     with pytest.raises(Exception, match="already exists"):
         _run(build)
-    assert _files(path) == before
+    assert read_tree(path) == before
 
 
 def test_default_mode_accepts_an_empty_directory(tmp_path, mixed_dataset):
@@ -588,12 +578,12 @@ def test_a_non_zarr_directory_is_never_overwritten(tmp_path, mixed_dataset, make
     (path / "sub").mkdir(parents=True)
     (path / "notes.txt").write_text("do not delete")
     (path / "sub" / "data.bin").write_bytes(b"\x00\x01")
-    before = _files(path)
+    before = read_tree(path)
     p = beam.Pipeline("DirectRunner")
     chunks = p | xb.DatasetToChunks(mixed_dataset, {"time": 5})
     with pytest.raises(FileExistsError, match=re.escape(str(path))):
         _ = chunks | make(str(path), make_template(mixed_dataset))
-    assert _files(path) == before
+    assert read_tree(path) == before
 
 
 def test_setup_zarr_mode_w_never_overwrites_a_non_zarr_directory(
@@ -604,7 +594,7 @@ def test_setup_zarr_mode_w_never_overwrites_a_non_zarr_directory(
     (path / "notes.txt").write_text("do not delete")
     with pytest.raises(FileExistsError, match=re.escape(str(path))):
         xb.setup_zarr(make_template(mixed_dataset), str(path), mode="w")
-    assert _files(path) == {"notes.txt": b"do not delete"}
+    assert read_tree(path) == {"notes.txt": b"do not delete"}
 
 
 def test_a_plain_file_at_the_store_path_is_refused(tmp_path, mixed_dataset):
@@ -723,12 +713,12 @@ def test_mode_r_plus_rejects_a_template_that_does_not_match_the_store(
 ):
     path = str(tmp_path / "out.zarr")
     xb.setup_zarr(make_template(mixed_dataset), path, {"time": 5})
-    before = _files(path)
+    before = read_tree(path)
     p = beam.Pipeline("DirectRunner")
     chunks = p | xb.DatasetToChunks(mixed_dataset, {"time": 5})
     with pytest.raises(ValueError, match=named):
         _ = chunks | xb.ChunksToZarr(path, change(mixed_dataset), mode="r+")
-    assert _files(path) == before
+    assert read_tree(path) == before
 
 
 def test_setup_zarr_r_plus_rejects_zarr_chunks_that_differ_from_the_store(

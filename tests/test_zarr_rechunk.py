@@ -15,6 +15,7 @@ import pytest
 import xarray
 import zarr
 import zarr.storage
+from helpers import read_tree
 
 import xarray_beam as xb
 from xarray_beam import region_io, synthetic
@@ -53,17 +54,6 @@ def pancakes(tmp_path_factory) -> str:
 def fine_pancakes(tmp_path_factory) -> str:
     """A read-only source whose rechunk to PENCILS takes two passes."""
     return _write_fine_pancakes(tmp_path_factory.mktemp("fine") / "src.zarr")
-
-
-def _files(path) -> dict[str, bytes]:
-    """Every file below ``path`` as relative path -> bytes."""
-    result = {}
-    for root, _, names in os.walk(path):
-        for name in names:
-            full = os.path.join(root, name)
-            with open(full, "rb") as f:
-                result[os.path.relpath(full, path)] = f.read()
-    return result
 
 
 def _expected_chunks(source_array, dims, target_chunks) -> tuple[int, ...]:
@@ -397,14 +387,14 @@ def test_rechunk_zarr_refuses_a_temp_store_holding_other_data(
     target = str(tmp_path / "dst.zarr")
     temp = str(tmp_path / "scratch")
     make_temp(temp)
-    before = _files(temp)
+    before = read_tree(temp)
     transform = xb.RechunkZarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp)
     pipeline = beam.Pipeline("DirectRunner")
 
     with pytest.raises(FileExistsError, match="scratch"):
         _ = pipeline | transform
 
-    assert _files(temp) == before
+    assert read_tree(temp) == before
     assert not os.path.exists(target)
 
 
@@ -429,12 +419,12 @@ def test_rechunk_zarr_accepts_an_empty_temp_directory_and_empties_it(
 def test_rechunk_zarr_refuses_an_existing_target_by_default(tmp_path, pancakes):
     target = str(tmp_path / "dst.zarr")
     xarray.Dataset({"old": ("x", np.arange(4.0))}).to_zarr(target)
-    before = _files(target)
+    before = read_tree(target)
 
     with pytest.raises(FileExistsError, match="dst.zarr"):
         xb.rechunk_zarr(pancakes, target, PENCILS, max_mem=2**20)
 
-    assert _files(target) == before
+    assert read_tree(target) == before
 
 
 def test_rechunk_zarr_mode_w_overwrites_the_target(tmp_path, pancakes):
