@@ -4,6 +4,19 @@ A distributed dataset is a PCollection of ``(Key, xarray.Dataset)`` pairs;
 the transforms here read, split, consolidate and write such chunks.
 """
 
+from xarray_beam.climatology import Anomaly, Climatology, climatology_template
+from xarray_beam.combiners import (
+    CombineThroughStorage,
+    Count,
+    Max,
+    Mean,
+    MeanCombineFn,
+    Min,
+    ReduceCombineFn,
+    Std,
+    Sum,
+    Var,
+)
 from xarray_beam.core import (
     DatasetToChunks,
     Key,
@@ -46,6 +59,19 @@ from xarray_beam.zarr_rechunk import RechunkZarr, rechunk_zarr
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Anomaly",
+    "Climatology",
+    "CombineThroughStorage",
+    "Count",
+    "Max",
+    "Mean",
+    "MeanCombineFn",
+    "Min",
+    "ReduceCombineFn",
+    "Std",
+    "Sum",
+    "Var",
+    "climatology_template",
     "ChunksToZarr",
     "ConsolidateChunks",
     "ConsolidateVariables",

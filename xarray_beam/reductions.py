@@ -1,0 +1,631 @@
+"""Reductions as mergeable partial results (pure NumPy, no Beam).
+
+A ``Partial`` holds, for every data variable of a chunk, the few arrays from
+which a statistic can be finished (sum and count for a mean; count, mean and
+the sum of squared deviations for a variance, ...). Partials of different
+chunks merge exactly, in any order: sums add, minima take the minimum, and
+variances merge with the numerically stable parallel formula of Chan et al.
+(no sum of squares). Everything accumulates in float64 (int64 for sums of
+integers), and counts are stored as a scalar while they are the same
+everywhere, which keeps partials of NaN-free data small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import xarray
+
+Stat = Literal["mean", "sum", "count", "min", "max", "var", "std"]
+STATS: tuple[str, ...] = ("mean", "sum", "count", "min", "max", "var", "std")
+
+_FIELDS = {
+    "count": ("n",),
+    "sum": ("n", "s"),
+    "mean": ("n", "s"),
+    "min": ("n", "v"),
+    "max": ("n", "v"),
+    "var": ("n", "mean", "m2"),
+    "std": ("n", "mean", "m2"),
+}
+
+
+@dataclasses.dataclass
+class VariablePartial:
+    """Partial results for one variable.
+
+    Attributes:
+      dims: dimensions of the result.
+      shape: shape of the result.
+      fields: arrays of the result's shape (or 0-d, broadcast): 'n' count of
+        valid values (or 'w', their total weight), 's' sum, 'mean', 'm2' sum
+        of squared deviations, 'v' extreme value, 'nan' whether a NaN was
+        seen (only with skipna=False).
+      dtype: dtype of the values reduced.
+      attrs: the variable's attributes.
+    """
+
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    fields: dict[str, np.ndarray]
+    dtype: np.dtype
+    attrs: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Partial:
+    """Partial results for a chunk: mergeable, then finished into a Dataset.
+
+    Attributes:
+      variables: partial results of the reduced variables.
+      constants: variables that do not span the reduced dimensions, kept as
+        they are.
+      coords: coordinates of the result.
+      attrs: dataset attributes.
+      groups: for a group's partial result, the label of the group along
+        each group dimension; these dimensions (of length 1) lead every data
+        variable of the result.
+    """
+
+    variables: dict[str, VariablePartial]
+    constants: dict[str, xarray.Variable]
+    coords: dict[str, xarray.Variable]
+    attrs: dict[str, Any]
+    groups: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for v in self.variables.values() for a in v.fields.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Reducer:
+    """How to reduce: which statistic, and its options.
+
+    Attributes:
+      stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
+      skipna: ignore NaNs (True) or let any NaN make the result NaN.
+      min_count: results from fewer valid values than this are NaN.
+      ddof: delta degrees of freedom of 'var' and 'std'.
+      dtype: dtype of the results (default: as xarray would give).
+      weighted: whether values come with weights (mean, var, std, sum).
+
+    Example:
+      >>> reducer = Reducer('mean')
+      >>> ds = xarray.Dataset({'t': (('time', 'x'), [[1.0, 2.0], [3.0, np.nan]])})
+      >>> reducer.finalize(reducer.reduce(ds, ['time'])).t.values.tolist()
+      [2.0, 2.0]
+    """
+
+    stat: Stat = "mean"
+    skipna: bool = True
+    min_count: int | None = None
+    ddof: int = 0
+    dtype: Any = None
+    weighted: bool = False
+
+    def __post_init__(self):
+        if self.stat not in STATS:
+            raise ValueError(f"unknown statistic {self.stat!r}; choose from {STATS}")
+        if self.min_count is not None and (
+            not isinstance(self.min_count, int) or self.min_count < 1
+        ):
+            raise ValueError(
+                f"min_count must be a positive int, got {self.min_count!r}"
+            )
+        if not isinstance(self.ddof, int) or self.ddof < 0:
+            raise ValueError(f"ddof must be a non-negative int, got {self.ddof!r}")
+        if self.weighted and self.stat in ("count", "min", "max"):
+            raise ValueError(f"weights do not apply to {self.stat!r}")
+        if self.weighted and self.ddof:
+            raise ValueError(
+                "ddof does not apply to weighted variances (as in xarray, they "
+                "divide by the sum of weights)"
+            )
+
+    # --- partials from data ------------------------------------------------------
+
+    def reduce(
+        self,
+        dataset: xarray.Dataset,
+        dims: Sequence[str],
+        weights: xarray.DataArray | None = None,
+    ) -> Partial:
+        """The partial result of reducing ``dataset`` over ``dims``."""
+        dims = list(dims)
+        variables = {}
+        constants = {}
+        for name, var in dataset.data_vars.items():
+            axes = tuple(var.get_axis_num(d) for d in dims if d in var.dims)
+            if not axes:
+                constants[name] = var.variable
+                continue
+            if not _reducible(var.dtype):
+                continue  # like xarray's numeric_only reductions
+            values = np.asarray(var.values)
+            w = None
+            if weights is not None:
+                w = _broadcast_weights(weights, var, np.asarray(weights.values))
+            fields = self._fields(values, axes, w)
+            result_dims = tuple(d for d in var.dims if d not in dims)
+            variables[name] = VariablePartial(
+                result_dims,
+                tuple(var.sizes[d] for d in result_dims),
+                fields,
+                var.dtype,
+                dict(var.attrs),
+            )
+        coords = {
+            name: coord.variable
+            for name, coord in dataset.coords.items()
+            if not set(coord.dims) & set(dims)
+        }
+        return Partial(variables, constants, coords, dict(dataset.attrs))
+
+    def _fields(
+        self, x: np.ndarray, axes: tuple[int, ...], w: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        valid = _valid(x)
+        fields: dict[str, np.ndarray] = {}
+        if not self.skipna and x.dtype.kind in "fc":
+            fields["nan"] = (
+                np.logical_or.reduce(~valid, axis=axes)
+                if valid is not None
+                else np.zeros((1,) * (x.ndim - len(axes)), bool)
+            )
+        if w is not None:
+            weight = np.where(valid, w, 0.0) if valid is not None else w
+            total = weight.sum(axis=axes, dtype=np.float64)
+            fields["n"] = total
+            xs = np.where(valid, x, 0.0) if valid is not None else x
+            weighted_sum = (weight * xs).sum(axis=axes, dtype=np.float64)
+            if self.stat in ("mean", "sum"):
+                fields["s"] = weighted_sum
+            else:
+                mean = _divide(weighted_sum, total)
+                deviation = xs - np.expand_dims(mean, axes)
+                fields["mean"] = mean
+                fields["m2"] = (weight * deviation * deviation).sum(
+                    axis=axes, dtype=np.float64
+                )
+            return fields
+        n = (
+            valid.sum(axis=axes, dtype=np.int64)
+            if valid is not None
+            else np.int64(np.prod([x.shape[a] for a in axes]))
+        )
+        fields["n"] = _compact(n)
+        if self.stat == "count":
+            return fields
+        if self.stat in ("sum", "mean"):
+            accumulate = np.int64 if x.dtype.kind in "biu" else np.float64
+            if self.stat == "mean":
+                accumulate = np.float64
+            xs = np.where(valid, x, 0) if valid is not None else x
+            fields["s"] = xs.sum(axis=axes, dtype=accumulate)
+        elif self.stat in ("min", "max"):
+            ufunc = np.fmin if self.stat == "min" else np.fmax
+            fields["v"] = ufunc.reduce(x, axis=axes)
+        else:
+            xs = np.where(valid, x, 0.0) if valid is not None else x
+            mean = _divide(xs.sum(axis=axes, dtype=np.float64), n)
+            deviation = (
+                np.where(valid, x - np.expand_dims(mean, axes), 0.0)
+                if (valid is not None)
+                else x - np.expand_dims(mean, axes)
+            )
+            fields["mean"] = mean
+            fields["m2"] = np.square(deviation).sum(axis=axes, dtype=np.float64)
+        return fields
+
+    def reduce_groups(
+        self,
+        dataset: xarray.Dataset,
+        dim: str,
+        groups: np.ndarray,
+        bins: np.ndarray | None = None,
+        bin_coord: xarray.Variable | None = None,
+        weights: xarray.DataArray | None = None,
+    ) -> Iterator[tuple[int, Partial]]:
+        """Partial results of each group of positions along ``dim``.
+
+        Args:
+          dataset: the chunk.
+          dim: the dimension grouped (e.g. 'time').
+          groups: a group number for each position along ``dim``; each group
+            present gets its own partial result.
+          bins: optionally, a bin for each position, in ``range(len(bin_coord))``:
+            within a group, values are reduced per bin, along a leading
+            dimension ``bin_coord`` (e.g. the 24 hours of a month), so one
+            partial result covers every bin.
+          bin_coord: the 1-D coordinate of the bins.
+          weights: optional weights lined up with the chunk.
+
+        Yields:
+          ``(group number, partial)`` for each group present, in order.
+        """
+        order = np.argsort(groups, kind="stable")
+        ordered = groups[order]
+        starts = np.flatnonzero(np.diff(ordered, prepend=ordered[:1] - 1))
+        stops = np.append(starts[1:], len(ordered))
+        arrays = {}
+        for name, var in dataset.data_vars.items():
+            if dim in var.dims and _reducible(var.dtype):
+                w = None
+                if weights is not None:
+                    w = _broadcast_weights(weights, var, np.asarray(weights.values))
+                    w = np.moveaxis(w, var.get_axis_num(dim), 0)
+                values = np.moveaxis(np.asarray(var.values), var.get_axis_num(dim), 0)
+                arrays[name] = (var, values, w)
+        extra = {} if bin_coord is None else {bin_coord.dims[0]: bin_coord.size}
+        constants = {
+            name: var.variable.set_dims({**extra, **var.sizes})
+            for name, var in dataset.data_vars.items()
+            if dim not in var.dims
+        }
+        coords = {
+            name: coord.variable
+            for name, coord in dataset.coords.items()
+            if dim not in coord.dims
+        }
+        if bin_coord is not None:
+            coords[bin_coord.dims[0]] = bin_coord
+        for start, stop in zip(starts, stops, strict=True):
+            positions = order[start:stop]
+            variables = {}
+            if positions[-1] - positions[0] == len(positions) - 1:
+                positions = slice(positions[0], positions[-1] + 1)  # a view
+            for name, (var, values, all_weights) in arrays.items():
+                x = values[positions]
+                w = None if all_weights is None else all_weights[positions]
+                rest = tuple(d for d in var.dims if d != dim)
+                sizes = tuple(var.sizes[d] for d in rest)
+                if bins is None:
+                    fields = self._fields(x, (0,), w)
+                else:
+                    fields = self._binned_fields(x, bins[positions], bin_coord.size, w)
+                    rest = (*extra, *rest)
+                    sizes = (bin_coord.size, *sizes)
+                variables[name] = VariablePartial(
+                    rest, sizes, fields, var.dtype, dict(var.attrs)
+                )
+            yield (
+                int(ordered[start]),
+                Partial(variables, dict(constants), dict(coords), dict(dataset.attrs)),
+            )
+
+    def _binned_fields(
+        self, x: np.ndarray, bins: np.ndarray, n_bins: int, w: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Fields of the values in each bin along axis 0, with a leading bin axis."""
+        selectors, present = _bin_selectors(bins, n_bins)
+
+        def per_bin(fn) -> np.ndarray:
+            return np.stack([fn(i, s) for i, s in enumerate(selectors)])
+
+        missing = np.setdiff1d(np.arange(n_bins), present)
+
+        def dense(values: np.ndarray, fill) -> np.ndarray:
+            out = np.empty((n_bins, *values.shape[1:]), values.dtype)
+            out[present] = values
+            out[missing] = fill
+            return out
+
+        valid = _valid(x)
+        xs = np.where(valid, x, 0) if valid is not None else x
+        fields: dict[str, np.ndarray] = {}
+        if not self.skipna and x.dtype.kind in "fc":
+            nan = np.zeros((len(selectors),) + (1,) * (x.ndim - 1), bool)
+            if valid is not None:
+                nan = per_bin(lambda i, s: np.logical_or.reduce(~valid[s], axis=0))
+            fields["nan"] = _compact(dense(nan, False))
+        if w is not None:
+            weight = np.where(valid, w, 0.0) if valid is not None else w
+            total = per_bin(lambda i, s: weight[s].sum(axis=0, dtype=np.float64))
+            weighted = per_bin(
+                lambda i, s: (weight[s] * xs[s]).sum(axis=0, dtype=np.float64)
+            )
+            fields["n"] = _compact(dense(total, 0.0))
+            if self.stat in ("mean", "sum"):
+                fields["s"] = dense(weighted, 0.0)
+                return fields
+            mean = _divide(weighted, total)
+            fields["mean"] = dense(mean, 0.0)
+            fields["m2"] = dense(
+                per_bin(
+                    lambda i, s: (weight[s] * np.square(xs[s] - mean[i])).sum(
+                        axis=0, dtype=np.float64
+                    )
+                ),
+                0.0,
+            )
+            return fields
+        if valid is not None:
+            n = per_bin(lambda i, s: valid[s].sum(axis=0, dtype=np.int64))
+        else:
+            lengths = [len(range(len(bins))[s]) for s in selectors]
+            n = np.array(lengths, np.int64).reshape((-1,) + (1,) * (x.ndim - 1))
+        fields["n"] = _compact(dense(n, 0))
+        if self.stat == "count":
+            return fields
+        if self.stat in ("sum", "mean"):
+            integer_sum = x.dtype.kind in "biu" and self.stat == "sum"
+            dtype = np.int64 if integer_sum else np.float64
+            fields["s"] = dense(per_bin(lambda i, s: xs[s].sum(axis=0, dtype=dtype)), 0)
+        elif self.stat in ("min", "max"):
+            ufunc = np.fmin if self.stat == "min" else np.fmax
+            extremes = per_bin(lambda i, s: ufunc.reduce(x[s], axis=0))
+            fields["v"] = dense(extremes, _identity(x.dtype, self.stat))
+        else:
+            mean = _divide(per_bin(lambda i, s: xs[s].sum(axis=0, dtype=np.float64)), n)
+
+            def squares(i: int, s) -> np.ndarray:
+                deviation = x[s] - mean[i]
+                if valid is not None:
+                    deviation = np.where(valid[s], deviation, 0.0)
+                return np.square(deviation).sum(axis=0, dtype=np.float64)
+
+            fields["mean"] = dense(mean, 0.0)
+            fields["m2"] = dense(per_bin(squares), 0.0)
+        return fields
+
+    # --- merging -----------------------------------------------------------------
+
+    def merge(self, partials: Iterable[Partial]) -> Partial:
+        """Merge partial results of disjoint pieces of the same region."""
+        result = None
+        for partial in partials:
+            if partial is None:
+                continue
+            if result is None:
+                result = Partial(
+                    dict(partial.variables),
+                    dict(partial.constants),
+                    dict(partial.coords),
+                    partial.attrs,
+                    partial.groups,
+                )
+                continue
+            if partial.groups != result.groups:
+                raise ValueError(
+                    f"cannot merge partial results of different groups: "
+                    f"{result.groups} and {partial.groups}"
+                )
+            for name, var in partial.variables.items():
+                mine = result.variables.get(name)
+                if mine is None:
+                    result.variables[name] = var
+                    continue
+                if var.dims != mine.dims or var.shape != mine.shape:
+                    raise ValueError(
+                        f"cannot merge partial results of {name!r} with shapes "
+                        f"{mine.shape} and {var.shape} along {mine.dims}: chunks "
+                        f"with the same key must have the same size along the "
+                        f"kept dimensions"
+                    )
+                result.variables[name] = VariablePartial(
+                    mine.dims,
+                    mine.shape,
+                    self._merge_fields(mine.fields, var.fields),
+                    mine.dtype,
+                    mine.attrs,
+                )
+            for name, var in partial.constants.items():
+                result.constants.setdefault(name, var)
+            for name, coord in partial.coords.items():
+                result.coords.setdefault(name, coord)
+        return result
+
+    def _merge_fields(
+        self, a: dict[str, np.ndarray], b: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        merged = {"n": _compact(a["n"] + b["n"])}
+        if "nan" in a:
+            merged["nan"] = a["nan"] | b["nan"]
+        if "s" in a:
+            merged["s"] = a["s"] + b["s"]
+        if "v" in a:
+            ufunc = np.fmin if self.stat == "min" else np.fmax
+            merged["v"] = ufunc(a["v"], b["v"])
+        if "m2" in a:
+            delta = b["mean"] - a["mean"]
+            share = _divide(b["n"], merged["n"])
+            merged["mean"] = a["mean"] + delta * share
+            merged["m2"] = a["m2"] + b["m2"] + delta * delta * a["n"] * share
+        return merged
+
+    # --- finishing ---------------------------------------------------------------
+
+    def finalize(self, partial: Partial) -> xarray.Dataset:
+        """Finish a (merged) partial result into a Dataset."""
+        data_vars = {}
+        for name, var in partial.variables.items():
+            data_vars[name] = xarray.Variable(var.dims, self._finish(var), var.attrs)
+        data_vars.update(partial.constants)
+        result = xarray.Dataset(data_vars, coords=partial.coords, attrs=partial.attrs)
+        if partial.groups:
+            result = result.expand_dims({k: [v] for k, v in partial.groups.items()})
+        return result
+
+    def _finish(self, var: VariablePartial) -> np.ndarray:
+        f = var.fields
+        n = f["n"]
+        shape = var.shape
+        if self.stat == "count":
+            return np.broadcast_to(n, shape).astype(np.int64)
+        if self.stat == "sum":
+            result = f["s"]
+            empty = None if self.min_count is None else n < self.min_count
+        elif self.stat == "mean":
+            result = _divide(f["s"], n)
+            empty = n == 0
+        elif self.stat in ("min", "max"):
+            result = f["v"]
+            empty = n == 0
+        else:
+            result = _divide(f["m2"], n if self.weighted else n - self.ddof)
+            if self.stat == "std":
+                result = np.sqrt(result)
+            empty = n <= (0 if self.weighted else self.ddof)
+        if self.min_count is not None:
+            empty = (
+                (n < self.min_count) if empty is None else empty | (n < self.min_count)
+            )
+        if "nan" in f:
+            empty = f["nan"] if empty is None else empty | f["nan"]
+        result = np.broadcast_to(result, shape)
+        dtype = self._result_dtype(var.dtype)
+        if empty is not None and np.any(empty):
+            if np.dtype(dtype).kind not in "fc":
+                dtype = np.float64
+            result = np.where(empty, np.nan, result)
+        return np.asarray(result).astype(dtype, copy=False)
+
+    def _result_dtype(self, dtype: np.dtype) -> np.dtype:
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        if self.stat == "count":
+            return np.dtype(np.int64)
+        if self.stat in ("min", "max"):
+            return dtype
+        if self.stat == "sum" and dtype.kind in "biu" and not self.weighted:
+            return np.dtype(np.int64)
+        return dtype if dtype.kind in "fc" else np.dtype(np.float64)
+
+
+def _broadcast_weights(
+    weights: xarray.DataArray, var: xarray.DataArray, values: np.ndarray
+) -> np.ndarray:
+    """Weights arranged (and broadcast) to a variable's dimensions."""
+    order = [weights.get_axis_num(d) for d in var.dims if d in weights.dims]
+    arranged = np.transpose(values, order) if order else values
+    shape = [var.sizes[d] if d in weights.dims else 1 for d in var.dims]
+    return np.broadcast_to(arranged.reshape(shape), var.shape)
+
+
+def _reducible(dtype: np.dtype) -> bool:
+    return dtype.kind in "biufc"
+
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b, with 0 where b is 0 (those results are masked later)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b != 0, np.true_divide(a, np.where(b != 0, b, 1)), 0.0)
+
+
+def _compact(n: np.ndarray) -> np.ndarray:
+    """A count (or weight) array with every axis it is constant along shrunk
+    to length 1 (it broadcasts back), so counts of NaN-free data stay tiny."""
+    n = np.asarray(n)
+    for axis in range(n.ndim):
+        if n.shape[axis] > 1:
+            first = np.take(n, [0], axis=axis)
+            if (n == first).all():
+                n = first
+    return n
+
+
+def _bin_selectors(bins: np.ndarray, n_bins: int) -> tuple[list, np.ndarray]:
+    """Index expressions selecting each present bin's rows, and the bins.
+
+    Strided slices when the bins cycle regularly (hourly steps in hour bins),
+    contiguous slices when they are sorted, index arrays otherwise: no copy of
+    the data in the first two cases.
+    """
+    count = len(bins)
+    cycle = (bins[0] + np.arange(count)) % n_bins if count else bins
+    if count and np.array_equal(bins, cycle):
+        steps = min(count, n_bins)
+        return [slice(k, None, n_bins) for k in range(steps)], bins[:steps]
+    order = None
+    if (np.diff(bins) < 0).any():
+        order = np.argsort(bins, kind="stable")
+        bins = bins[order]
+    starts = np.flatnonzero(np.diff(bins, prepend=bins[:1] - 1))
+    stops = np.append(starts[1:], count)
+    if order is None:
+        selectors = [slice(a, b) for a, b in zip(starts, stops, strict=True)]
+    else:
+        selectors = [order[a:b] for a, b in zip(starts, stops, strict=True)]
+    return selectors, bins[starts]
+
+
+def _valid(x: np.ndarray) -> np.ndarray | None:
+    """Where values are not NaN; None when all are (or cannot be NaN)."""
+    if x.dtype.kind not in "fc":
+        return None
+    valid = ~np.isnan(x)
+    return None if valid.all() else valid
+
+
+def _identity(dtype: np.dtype, stat: str):
+    """A value that never wins a minimum (or maximum) of this dtype."""
+    if dtype.kind in "fc":
+        return np.nan
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    if info is None:  # booleans
+        return stat == "min"
+    return info.max if stat == "min" else info.min
+
+
+def check_weights(
+    weights: xarray.DataArray | None, dims: Sequence[str] | None
+) -> xarray.DataArray | None:
+    """Validate weights for a reduction over ``dims``.
+
+    Raises:
+      TypeError: if weights are not a DataArray.
+      ValueError: if they hold NaNs or negative values, or do not span any of
+        the reduced dimensions (they would not change the result).
+    """
+    if weights is None:
+        return None
+    if not isinstance(weights, xarray.DataArray):
+        raise TypeError(
+            f"weights must be an xarray.DataArray over some dimensions of the data, "
+            f"got {type(weights).__name__}"
+        )
+    values = np.asarray(weights.values)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"weights must be numeric, got dtype {values.dtype}")
+    if np.isnan(values.astype(np.float64)).any():
+        raise ValueError("weights must not contain NaN")
+    if (values < 0).any():
+        raise ValueError("weights must not be negative")
+    if dims is not None and not set(weights.dims) & set(dims):
+        raise ValueError(
+            f"weights over dimensions {list(weights.dims)} do not vary along the "
+            f"reduced dimensions {list(dims)}, so they would not change the result"
+        )
+    return weights
+
+
+def weights_for(
+    weights: xarray.DataArray, offsets: Mapping[str, int], chunk: xarray.Dataset, key
+) -> xarray.DataArray:
+    """The part of ``weights`` that lines up with a chunk at ``offsets``.
+
+    Raises:
+      ValueError: if the weights have dimensions the chunk lacks, or do not
+        cover the chunk.
+    """
+    foreign = [d for d in weights.dims if d not in chunk.dims]
+    if foreign:
+        raise ValueError(
+            f"weights have dimension(s) {foreign} that chunk {key} lacks; weights "
+            f"may only use dimensions of the data ({list(chunk.dims)})"
+        )
+    selection = {}
+    for dim in weights.dims:
+        start = offsets.get(dim, 0)
+        stop = start + chunk.sizes[dim]
+        if stop > weights.sizes[dim]:
+            raise ValueError(
+                f"weights have {weights.sizes[dim]} elements along {dim!r}, but "
+                f"chunk {key} reaches element {stop}"
+            )
+        selection[dim] = slice(start, stop)
+    return weights.isel(selection)
