@@ -164,10 +164,12 @@ class _Reduction(beam.PTransform):
         temp_store: str | None = None,
         max_mem: int = 2**28,
         storage_options: dict | None = None,
+        template: xarray.Dataset | None = None,
     ):
         super().__init__()
         self.dim = _dims(dim)
         self.weights = reductions.check_weights(weights, self.dim)
+        _check_template(template, self.dim, self.weights)
         self.reducer = Reducer(
             self.stat,
             skipna=skipna,
@@ -205,6 +207,29 @@ class _Reduction(beam.PTransform):
             f"{cls.__name__} over ``dim`` of the datasets of each key of a "
             f"PCollection of ``(key, dataset)`` pairs."
         )
+
+
+def _check_template(
+    template: xarray.Dataset | None,
+    dims: tuple[str, ...] | None,
+    weights: xarray.DataArray | None,
+) -> None:
+    """Check reduced dims and weights against the data, when it is known."""
+    if template is None:
+        return
+    unknown = [d for d in dims or () if d not in template.dims]
+    if unknown:
+        raise ValueError(
+            f"cannot reduce over dimension(s) {unknown}: the data has dimensions "
+            f"{list(template.dims)}"
+        )
+    if weights is not None:
+        foreign = [d for d in weights.dims if d not in template.dims]
+        if foreign:
+            raise ValueError(
+                f"weights have dimension(s) {foreign} that the data lacks "
+                f"(dimensions: {list(template.dims)})"
+            )
 
 
 def _check_fanout(fanout: int | None) -> int | None:
@@ -263,6 +288,8 @@ class Mean(_Reduction):
         local runners too (see ``CombineThroughStorage``).
       max_mem: partial results a worker holds before writing them out.
       storage_options: fsspec options for ``temp_store``.
+      template: the dataset the chunks come from (or its template), to check
+        the dimensions and weights while the pipeline is built.
 
     ``Mean.Globally(dim)`` reduces a PCollection of datasets to one dataset;
     ``Mean.PerKey(dim)`` reduces the datasets of each key.

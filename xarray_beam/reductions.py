@@ -346,7 +346,10 @@ class Reducer:
         if valid is not None:
             n = per_bin(lambda i, s: valid[s].sum(axis=0, dtype=np.int64))
         else:
-            lengths = [len(range(len(bins))[s]) for s in selectors]
+            lengths = [
+                len(range(len(bins))[s]) if isinstance(s, slice) else len(s)
+                for s in selectors
+            ]
             n = np.array(lengths, np.int64).reshape((-1,) + (1,) * (x.ndim - 1))
         fields["n"] = _compact(dense(n, 0))
         if self.stat == "count":
@@ -499,10 +502,18 @@ class Reducer:
 def _broadcast_weights(
     weights: xarray.DataArray, var: xarray.DataArray, values: np.ndarray
 ) -> np.ndarray:
-    """Weights arranged (and broadcast) to a variable's dimensions."""
-    order = [weights.get_axis_num(d) for d in var.dims if d in weights.dims]
+    """Weights arranged (and broadcast) to a variable's dimensions.
+
+    Weight dimensions the variable lacks are summed over, as when xarray
+    broadcasts the variable against the weights before reducing.
+    """
+    lacking = tuple(i for i, d in enumerate(weights.dims) if d not in var.dims)
+    if lacking:
+        values = values.sum(axis=lacking, dtype=np.float64)
+    kept = [d for d in weights.dims if d in var.dims]
+    order = [kept.index(d) for d in var.dims if d in kept]
     arranged = np.transpose(values, order) if order else values
-    shape = [var.sizes[d] if d in weights.dims else 1 for d in var.dims]
+    shape = [var.sizes[d] if d in kept else 1 for d in var.dims]
     return np.broadcast_to(arranged.reshape(shape), var.shape)
 
 
