@@ -375,10 +375,21 @@ def test_anomaly_with_climatology_lacking_group_dims_is_rejected(era5):
         xbeam.Anomaly(monthly, ("month", "hour"))
 
 
-def test_anomaly_with_climatology_of_other_labels_is_rejected(era5):
-    partial = _oracle(era5, make_grouping("month"), "mean").isel(month=slice(0, 3))
-    with pytest.raises(ValueError, match="differ from the grouping's"):
-        xbeam.Anomaly(partial, "month")
+def test_anomaly_uses_the_labels_of_the_climatology_it_is_given(era5):
+    # A climatology of January and February only: March has no climatology.
+    partial = _oracle(era5, make_grouping("month"), "mean").sel(month=[1, 2])
+    early = era5.sel(time=slice(None, "2020-02-29"))
+    outputs = _run(early, xbeam.Anomaly(partial, "month"))
+    _, anomalies = xbeam.consolidate_fully(outputs)
+    expected = early - partial.sel(month=early.indexes["time"].month).drop_vars(
+        "month"
+    ).rename(month="time").assign_coords(time=early.time)
+    for name in early.data_vars:
+        np.testing.assert_allclose(
+            anomalies[name].values, expected[name].values, rtol=1e-5, atol=1e-4
+        )
+    with pytest.raises(Exception, match="not among its labels"):
+        _run(era5, xbeam.Anomaly(partial, "month"))
 
 
 def test_anomaly_of_something_not_a_dataset_is_rejected():

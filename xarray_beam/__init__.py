@@ -4,6 +4,21 @@ A distributed dataset is a PCollection of ``(Key, xarray.Dataset)`` pairs;
 the transforms here read, split, consolidate and write such chunks.
 """
 
+import logging as _logging
+
+# Importing Beam logs warnings about optional Google Cloud clients that
+# xarray_beam does not use; keep them out of users' terminals.
+_root = _logging.getLogger()
+_level = _root.level
+_root.setLevel(_logging.ERROR)
+try:
+    import apache_beam as _beam  # noqa: F401
+    import apache_beam.io.gcp.internal.clients.bigquery  # noqa: F401
+except ImportError:
+    pass
+finally:
+    _root.setLevel(_level)
+
 from xarray_beam.climatology import Anomaly, Climatology, climatology_template
 from xarray_beam.combiners import (
     CombineThroughStorage,
@@ -46,6 +61,7 @@ from xarray_beam.rechunk import (
     split_variables,
 )
 from xarray_beam.templates import make_template, replace_template_dims
+from xarray_beam.verify import VerifyReport, verify_zarr
 from xarray_beam.zarr import (
     ChunksToZarr,
     DatasetToZarr,
@@ -54,7 +70,7 @@ from xarray_beam.zarr import (
     validate_zarr_chunk,
     write_chunk_to_zarr,
 )
-from xarray_beam.zarr_rechunk import RechunkZarr, rechunk_zarr
+from xarray_beam.zarr_rechunk import RechunkZarr, plan_store_rechunk, rechunk_zarr
 
 __version__ = "0.1.0.dev0"
 
@@ -88,6 +104,7 @@ __all__ = [
     "SplitChunks",
     "SplitVariables",
     "ValidateEachChunk",
+    "VerifyReport",
     "consolidate_chunks",
     "consolidate_fully",
     "consolidate_variables",
@@ -96,6 +113,7 @@ __all__ = [
     "offsets_to_slices",
     "open_zarr",
     "plan_rechunk",
+    "plan_store_rechunk",
     "rechunk_zarr",
     "replace_template_dims",
     "setup_zarr",
@@ -103,5 +121,6 @@ __all__ = [
     "split_variables",
     "validate_chunk",
     "validate_zarr_chunk",
+    "verify_zarr",
     "write_chunk_to_zarr",
 ]

@@ -168,6 +168,18 @@ class Grouping:
             if name in self.keyed
         }
 
+    def restricted_to(self, times: pd.DatetimeIndex) -> Grouping:
+        """The same grouping with only the labels that ``times`` produce."""
+        labels = tuple(
+            known[np.isin(known, np.unique(np.asarray(fn(times))))]
+            for known, fn in zip(self.labels, self.functions, strict=True)
+        )
+        return dataclasses.replace(self, labels=labels)
+
+    def with_labels(self, labels: Sequence[np.ndarray]) -> Grouping:
+        """The same grouping with other label sets (e.g. a climatology's)."""
+        return dataclasses.replace(self, labels=tuple(np.asarray(a) for a in labels))
+
     def dense_coord(self) -> xarray.Variable | None:
         if not self.dense:
             return None
@@ -321,7 +333,9 @@ class Climatology(beam.PTransform):
       labels: every label of a grouping function.
       fanout: intermediate combining steps for hot keys.
       template: the dataset the chunks come from (or its template), to check
-        dims, dtypes and weights while the pipeline is built.
+        dims, dtypes and weights while the pipeline is built. The output then
+        has only the labels its times produce (e.g. the months present), so
+        every output chunk is written; without it, every possible label.
       temp_store, max_mem, storage_options: merge partial results through
         files instead of Beam's combine, bounding memory on local runners
         (see ``Mean``).
@@ -376,6 +390,9 @@ class Climatology(beam.PTransform):
             weighted=weights is not None,
         )
         check_input(template, dim, self.weights)
+        if template is not None:
+            # Only the groups the data has: every output chunk gets written.
+            self.grouping = self.grouping.restricted_to(template.indexes[dim])
         self.merge = combiners._merge_partials(
             self.reducer,
             combiners._check_fanout(fanout),
@@ -524,15 +541,10 @@ class Anomaly(beam.PTransform):
                     f"the climatology lacks group dimension(s) {missing}; it has "
                     f"{list(climatology.dims)}"
                 )
-            for name, labels_ in zip(
-                self.grouping.names, self.grouping.labels, strict=True
-            ):
-                have = np.asarray(climatology[name].values)
-                if have.shape != labels_.shape or (have != labels_).any():
-                    raise ValueError(
-                        f"the climatology's {name!r} labels {have.tolist()[:12]} "
-                        f"differ from the grouping's {labels_.tolist()[:12]}"
-                    )
+            # Time steps are looked up among the climatology's own labels.
+            self.grouping = self.grouping.with_labels(
+                [climatology[name].values for name in self.grouping.names]
+            )
         elif not isinstance(climatology, beam.pvalue.AsSideInput):
             raise TypeError(
                 f"climatology must be an xarray.Dataset or a beam.pvalue."

@@ -12,7 +12,7 @@ import apache_beam as beam
 import xarray
 
 from xarray_beam import chunks as chunks_lib
-from xarray_beam import threadmap
+from xarray_beam import progress, threadmap
 
 _UNSET: Any = object()
 
@@ -552,4 +552,6 @@ def _load_in_parallel(chunk: xarray.Dataset) -> xarray.Dataset:
 
 
 def _count(name: str, value: int = 1) -> None:
+    """Count work with a Beam counter (shown by runners) and for local progress."""
     beam.metrics.Metrics.counter("xarray_beam", name).inc(value)
+    progress.record(name, value)

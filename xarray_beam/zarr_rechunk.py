@@ -253,6 +253,42 @@ def _variable_shapes(
     return shapes
 
 
+def plan_store_rechunk(
+    source: StoreLike,
+    target_chunks: Mapping[str, int],
+    max_mem: int = 2**30,
+    min_mem: int | None = None,
+    *,
+    method: planning.Method = "storage",
+    target_shards: Mapping[str, int] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    cost_model: planning.CostModel | None = None,
+) -> planning.DatasetRechunkPlan:
+    """The plan for rechunking every data variable of a Zarr store.
+
+    Reads only metadata. ``method='shuffle'`` plans for ``Rechunk`` over
+    chunks of one variable each.
+
+    Example:
+      ``print(plan_store_rechunk('era5.zarr', {'time': -1}, 2**30))``
+    """
+    source = stores.normalize_store(source)
+    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    dataset = xarray.open_zarr(source, chunks=None, **kwargs)
+    arrays = stores.open_group(source, "r", storage_options)
+    chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", list(dataset.dims))
+    names = [n for n, v in dataset.data_vars.items() if v.ndim]
+    return planning.plan_dataset_rechunk(
+        _variable_shapes(dataset, arrays, names),
+        target_chunks,
+        max_mem,
+        min_mem,
+        method=method,
+        target_shards=target_shards,
+        cost_model=cost_model,
+    )
+
+
 class RechunkZarr(beam.PTransform):
     """Rechunk a Zarr store into a new one, with bounded memory on any runner.
 
@@ -313,20 +349,19 @@ class RechunkZarr(beam.PTransform):
         self.source = stores.normalize_store(source)
         self.target = stores.normalize_store(target)
         self.storage_options = storage_options
-        kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
-        dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
-        arrays = stores.open_group(self.source, "r", storage_options)
-        chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", list(dataset.dims))
-        names = [n for n, v in dataset.data_vars.items() if v.ndim]
-        self.plan = planning.plan_dataset_rechunk(
-            _variable_shapes(dataset, arrays, names),
+        self.plan = plan_store_rechunk(
+            self.source,
             target_chunks,
             max_mem,
             min_mem,
-            method="storage",
             target_shards=target_shards,
+            storage_options=storage_options,
             cost_model=cost_model,
         )
+        kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+        dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
+        arrays = stores.open_group(self.source, "r", storage_options)
+        names = [n for n, v in dataset.data_vars.items() if v.ndim]
         needs_temp = any(len(p.stages) > 1 for p in self.plan.plans)
         self._temp_is_default = temp_store is None
         self.temp_store = (

@@ -1,0 +1,7 @@
+"""``python -m xarray_beam``: the ``xarray-beam`` command."""
+
+import sys
+
+from xarray_beam.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""Helpers for programs that launch pipelines: runners and flag parsing."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Sequence
+
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+)
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def pipeline_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, str]:
+    """Beam options from flags, on a runner that works offline by default.
+
+    Beam's default runner first tries to download the Prism runner; without
+    ``--runner`` we choose the Python DirectRunner, which runs in this
+    process. A ``--runner`` given by the user is left alone.
+
+    Returns:
+      The options and the name of the runner they select.
+
+    Example:
+      >>> pipeline_options([])[1]
+      'DirectRunner'
+    """
+    flags = list(beam_args)
+    if not any(f == "--runner" or f.startswith("--runner=") for f in flags):
+        flags.append("--runner=DirectRunner")
+    options = PipelineOptions(flags)
+    return options, options.view_as(StandardOptions).runner
+
+
+def runs_in_process(options: PipelineOptions) -> bool:
+    """Whether the runner executes transforms in this process (for progress)."""
+    runner = options.view_as(StandardOptions).runner or ""
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return runner in ("DirectRunner", "BundleBasedDirectRunner") and mode in (
+        None,
+        "in_memory",
+        "multi_threading",
+    )
+
+
+def parse_bytes(text: str) -> int:
+    """A number of bytes from text such as '256MB', '1GiB' or '5e8'.
+
+    Example:
+      >>> parse_bytes('256MiB'), parse_bytes('1.5GB')
+      (268435456, 1500000000)
+    """
+    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (use e.g. 256MB, 1GiB or 500000000)"
+        )
+    try:
+        value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if not math.isfinite(value) or value > 2**62:
+        raise argparse.ArgumentTypeError(f"size too large: {text!r}")
+    if int(value) < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least one byte: {text!r}")
+    return int(value)
+
+
+def parse_chunks(text: str) -> dict[str, int]:
+    """Chunk sizes from text such as 'time=-1,latitude=23,longitude=45'.
+
+    Example:
+      >>> parse_chunks('time=-1, latitude=23')
+      {'time': -1, 'latitude': 23}
+    """
+    result = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        try:
+            size = int(value)
+        except ValueError:
+            size = None
+        if not sep or not name or size is None or (size <= 0 and size != -1):
+            raise argparse.ArgumentTypeError(
+                f"bad chunk spec {part.strip()!r}: use dim=size with a positive "
+                f"size or -1, e.g. time=-1,latitude=23"
+            )
+        result[name] = size
+    if not result:
+        raise argparse.ArgumentTypeError("no chunk sizes given, e.g. time=-1")
+    return result
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """Names from comma-separated text.
+
+    Example:
+      >>> parse_names('month,hour')
+      ('month', 'hour')
+    """
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated names")
+    return names
+
+
+def parse_storage_options(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    """fsspec options from 'key=value' flags (None if there are none)."""
+    if not pairs:
+        return None
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {pair!r}")
+        result[key] = value
+    return result
