@@ -7,12 +7,11 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import xarray
 import zarr
 from apache_beam.options.pipeline_options import DirectOptions
-from helpers import read_tree
+from helpers import assert_matches_oracle, climatology_oracle, read_tree
 
 from xarray_beam import cli, launch, progress, synthetic
 
@@ -57,31 +56,6 @@ def assert_one_line_error(capsys, code: int) -> str:
     assert lines[0].startswith("xarray-beam"), err
     assert "error" in lines[0], err
     return lines[0]
-
-
-def climatology_oracle(dataset: xarray.Dataset, stat: str) -> xarray.Dataset:
-    labelled = dataset.assign_coords(
-        month=("time", dataset.indexes["time"].month),
-        hour=("time", dataset.indexes["time"].hour),
-    )
-    return getattr(labelled.astype("float64").groupby(["month", "hour"]), stat)()
-
-
-def assert_matches_oracle(actual: xarray.Dataset, expected: xarray.Dataset) -> None:
-    assert sorted(actual.data_vars) == sorted(expected.data_vars)
-    for dim in ("month", "hour"):
-        np.testing.assert_array_equal(
-            np.sort(actual[dim].values), np.sort(expected[dim].values)
-        )
-    expected = expected.sel(month=actual["month"].values, hour=actual["hour"].values)
-    for name, var in expected.data_vars.items():
-        np.testing.assert_allclose(
-            actual[name].transpose(*var.dims).values,
-            var.values,
-            rtol=1e-5,
-            atol=1e-4,
-            err_msg=name,
-        )
 
 
 @pytest.mark.parametrize("subcommand", [None, *SUBCOMMANDS])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray
 import zarr
-from helpers import read_tree
+from helpers import assert_matches_oracle, climatology_oracle, read_tree
 
 from xarray_beam import synthetic
 
@@ -21,31 +21,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def example_main(name: str):
     """The ``main`` function of ``examples/<name>.py``."""
     return runpy.run_path(os.path.join(EXAMPLES, f"{name}.py"))["main"]
-
-
-def climatology_oracle(dataset: xarray.Dataset, stat: str = "mean") -> xarray.Dataset:
-    labelled = dataset.assign_coords(
-        month=("time", dataset.indexes["time"].month),
-        hour=("time", dataset.indexes["time"].hour),
-    )
-    return getattr(labelled.astype("float64").groupby(["month", "hour"]), stat)()
-
-
-def assert_matches_oracle(actual: xarray.Dataset, expected: xarray.Dataset) -> None:
-    assert sorted(actual.data_vars) == sorted(expected.data_vars)
-    for dim in ("month", "hour"):
-        np.testing.assert_array_equal(
-            np.sort(actual[dim].values), np.sort(expected[dim].values)
-        )
-    expected = expected.sel(month=actual["month"].values, hour=actual["hour"].values)
-    for name, var in expected.data_vars.items():
-        np.testing.assert_allclose(
-            actual[name].transpose(*var.dims).values,
-            var.values,
-            rtol=1e-5,
-            atol=1e-4,
-            err_msg=name,
-        )
 
 
 def assert_is_a_real_png(path: str) -> None:

@@ -281,13 +281,7 @@ def check_input(
             f"grouping by time components needs datetime64 values along {dim!r}, "
             f"got {template[dim].dtype if dim in template.coords else 'none'}"
         )
-    if weights is not None:
-        foreign = [d for d in weights.dims if d not in template.dims]
-        if foreign:
-            raise ValueError(
-                f"weights have dimension(s) {foreign} that the data lacks "
-                f"(dimensions: {list(template.dims)})"
-            )
+    combiners.check_weight_dims(template, weights)
 
 
 class _GroupChunk:

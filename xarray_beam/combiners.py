@@ -223,13 +223,21 @@ def _check_template(
             f"cannot reduce over dimension(s) {unknown}: the data has dimensions "
             f"{list(template.dims)}"
         )
-    if weights is not None:
-        foreign = [d for d in weights.dims if d not in template.dims]
-        if foreign:
-            raise ValueError(
-                f"weights have dimension(s) {foreign} that the data lacks "
-                f"(dimensions: {list(template.dims)})"
-            )
+    check_weight_dims(template, weights)
+
+
+def check_weight_dims(
+    template: xarray.Dataset, weights: xarray.DataArray | None
+) -> None:
+    """Raise if the weights have dimensions the data lacks."""
+    if weights is None:
+        return
+    foreign = [d for d in weights.dims if d not in template.dims]
+    if foreign:
+        raise ValueError(
+            f"weights have dimension(s) {foreign} that the data lacks "
+            f"(dimensions: {list(template.dims)})"
+        )
 
 
 def _check_fanout(fanout: int | None) -> int | None:
