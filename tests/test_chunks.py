@@ -124,3 +124,87 @@ def test_index_ranges_cover_every_index_once():
     ranges = chunks_lib.index_ranges(1001, 100)
     covered = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
     np.testing.assert_array_equal(covered, np.arange(1001))
+
+
+def _template(shape=(1000, 100), dtypes=("f4",)):
+    import xarray
+
+    data_vars = {
+        f"v{i}": (("time", "x"), np.zeros(shape, dtype))
+        for i, dtype in enumerate(dtypes)
+    }
+    return xarray.Dataset(data_vars)
+
+
+def test_normalize_chunks_ints_minus_one_and_ellipsis():
+    template = _template()
+    assert chunks_lib.normalize_chunks({"time": 10, ...: -1}, template) == {
+        "time": 10,
+        "x": 100,
+    }
+    assert chunks_lib.normalize_chunks({"time": 5000}, template) == {
+        "time": 1000,
+        "x": 100,
+    }
+    assert chunks_lib.normalize_chunks(7, template) == {"time": 7, "x": 7}
+
+
+def test_normalize_chunks_keeps_previous_chunks_for_unnamed_dims():
+    template = _template()
+    result = chunks_lib.normalize_chunks(
+        {"time": -1}, template, previous_chunks={"time": 10, "x": 20}
+    )
+    assert result == {"time": 1000, "x": 20}
+
+
+def test_normalize_chunks_byte_sizes_come_close_to_the_target():
+    template = _template(dtypes=("f4", "f8"))
+    result = chunks_lib.normalize_chunks({"time": "120kB", ...: -1}, template)
+    # 12 bytes per point across both variables, whole x: 100 time steps.
+    assert result == {"time": 100, "x": 100}
+    split = chunks_lib.normalize_chunks(
+        {"time": "120kB", ...: -1}, template, split_vars=True
+    )
+    # Only the largest variable (8 bytes) counts when variables are split.
+    assert split == {"time": 150, "x": 100}
+
+
+def test_normalize_chunks_byte_sizes_share_between_dims():
+    template = _template(shape=(1000, 1000))
+    result = chunks_lib.normalize_chunks("40kB", template)
+    assert result == {"time": 100, "x": 100}
+    rounded = chunks_lib.normalize_chunks(
+        "40kB", template, previous_chunks={"time": 30, "x": 1}
+    )
+    assert rounded["time"] % 30 == 0
+    assert rounded["time"] * rounded["x"] * 4 <= 40_000
+
+
+def test_normalize_chunks_byte_size_larger_than_data_is_whole():
+    template = _template()
+    assert chunks_lib.normalize_chunks("1GB", template) == {"time": 1000, "x": 100}
+
+
+@pytest.mark.parametrize(
+    ("chunks", "error", "match"),
+    [
+        ({"time": "auto"}, ValueError, "'auto' is not supported"),
+        ({"time": ""}, ValueError, "empty chunk size for dimension 'time'"),
+        ({"time": "lots"}, ValueError, "not a size: 'lots'"),
+        ({"time": 0}, ValueError, "dimension 'time' must be positive or -1"),
+        ({"time": 2.5}, TypeError, "dimension 'time' must be an int"),
+        ({"level": 1}, ValueError, r"dimension\(s\) \['level'\]"),
+        ([1, 2], TypeError, "chunks must be a mapping"),
+    ],
+)
+def test_normalize_chunks_errors_name_the_culprit(chunks, error, match):
+    with pytest.raises(error, match=match):
+        chunks_lib.normalize_chunks(chunks, _template())
+
+
+def test_parse_size_units():
+    assert chunks_lib.parse_size("64MiB") == 64 * 2**20
+    assert chunks_lib.parse_size("2kB") == 2000
+    assert chunks_lib.parse_size("5e3") == 5000
+    with pytest.raises(ValueError, match="not a size"):
+        chunks_lib.parse_size("64 parsecs")

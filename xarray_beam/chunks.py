@@ -10,7 +10,9 @@ import dataclasses
 import functools
 import math
 import numbers
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -276,3 +278,141 @@ def covers_whole_units(start: int, stop: int, unit: int, dim_size: int) -> bool:
 def _short_list(values: np.ndarray, limit: int = 6) -> str:
     items = [int(v) for v in values[:limit]]
     return str(items)[:-1] + (", ...]" if len(values) > limit else "]")
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """A number of bytes from text such as '256MB', '1GiB' or '5e8'.
+
+    Raises:
+      ValueError: for anything else (including 'auto' and '').
+
+    Example:
+      >>> parse_size('256MiB'), parse_size('1.5GB')
+      (268435456, 1500000000)
+    """
+    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 256MB, 1GiB or 500000000)")
+    try:
+        value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    except ValueError:
+        raise ValueError(f"not a size: {text!r}") from None
+    if not math.isfinite(value) or value > 2**62:
+        raise ValueError(f"size too large: {text!r}")
+    if int(value) < 1:
+        raise ValueError(f"size must be at least one byte: {text!r}")
+    return int(value)
+
+
+def normalize_chunks(
+    chunks: Mapping[Any, int | str] | int | str,
+    template: Any,
+    split_vars: bool = False,
+    previous_chunks: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Regular chunk sizes for every dimension of a template.
+
+    Args:
+      chunks: per dimension an int, -1 (whole dimension) or a byte size
+        string such as '64MiB' (chunks of about that many bytes, shared
+        evenly by the dimensions given as strings); ``...`` as a key applies
+        its value to every dimension not named. A bare int or string applies
+        to every dimension. Dimensions not given keep ``previous_chunks`` (or
+        are whole).
+      template: the dataset (or template) the chunks are for.
+      split_vars: whether chunks hold one variable (byte sizes then count
+        the largest variable's itemsize, else the sum of all).
+      previous_chunks: current chunks; byte-sized dimensions are rounded to
+        multiples of them, so new chunks combine whole old ones.
+
+    Raises:
+      ValueError: for unknown dimensions, 'auto', empty or invalid sizes.
+      TypeError: for values that are neither ints nor strings.
+
+    Example:
+      >>> import numpy as np, xarray
+      >>> ds = xarray.Dataset({'t': (('time', 'x'), np.zeros((1000, 100), 'f4'))})
+      >>> normalize_chunks({'time': '40kB', ...: -1}, ds)
+      {'time': 100, 'x': 100}
+    """
+    sizes = dict(template.sizes)
+    itemsizes = [var.dtype.itemsize for var in template.data_vars.values()]
+    itemsize = (max(itemsizes) if split_vars else sum(itemsizes)) if itemsizes else 1
+    if isinstance(chunks, int | str):
+        chunks = {...: chunks}
+    if not isinstance(chunks, Mapping):
+        raise TypeError(
+            f"chunks must be a mapping from dimension to size, got {chunks!r}"
+        )
+    spec = dict(chunks)
+    rest = spec.pop(..., None)
+    unknown = [dim for dim in spec if dim not in sizes]
+    if unknown:
+        raise ValueError(
+            f"chunks name dimension(s) {unknown} not in the dataset's dimensions "
+            f"{list(sizes)}"
+        )
+    previous = dict(previous_chunks or {})
+    result: dict[str, int] = {}
+    targets: dict[str, int] = {}
+    for dim, size in sizes.items():
+        if dim in spec:
+            value = spec[dim]
+        elif rest is not None:
+            value = rest
+        else:
+            value = previous.get(dim, -1)
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError(f"empty chunk size for dimension {dim!r}")
+            if value.strip().lower() == "auto":
+                raise ValueError(
+                    f"chunks {dim!r}='auto' is not supported: give a size, -1, or a "
+                    f"byte size such as '64MiB'"
+                )
+            targets[dim] = parse_size(value)
+        elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            if value == -1:
+                result[dim] = max(size, 1)
+            elif value > 0:
+                result[dim] = min(int(value), max(size, 1))
+            else:
+                raise ValueError(
+                    f"chunk size for dimension {dim!r} must be positive or -1, got "
+                    f"{value}"
+                )
+        else:
+            raise TypeError(
+                f"chunk size for dimension {dim!r} must be an int or a byte size "
+                f"string, got {value!r}"
+            )
+    if targets:
+        budget = min(targets.values()) / itemsize / math.prod(result.values() or [1])
+        free = dict.fromkeys(targets)
+        while free:
+            share = max(budget, 1) ** (1 / len(free))
+            capped = {d for d in free if sizes[d] <= share}
+            if not capped:
+                for dim in free:
+                    base = previous.get(dim, 1)
+                    result[dim] = max(base, int(share) // base * base)
+                break
+            for dim in capped:
+                result[dim] = max(sizes[dim], 1)
+                budget /= max(sizes[dim], 1)
+                del free[dim]
+    return {dim: result[dim] for dim in sizes}

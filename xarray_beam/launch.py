@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
-import re
 from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import (
@@ -13,18 +11,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
+from xarray_beam import chunks as chunks_lib
 
 
 def pipeline_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, str]:
@@ -66,20 +53,10 @@ def parse_bytes(text: str) -> int:
       >>> parse_bytes('256MiB'), parse_bytes('1.5GB')
       (268435456, 1500000000)
     """
-    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([a-zA-Z]*)\s*", text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(
-            f"not a size: {text!r} (use e.g. 256MB, 1GiB or 500000000)"
-        )
     try:
-        value = float(match.group(1)) * _UNITS[match.group(2).lower()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
-    if not math.isfinite(value) or value > 2**62:
-        raise argparse.ArgumentTypeError(f"size too large: {text!r}")
-    if int(value) < 1:
-        raise argparse.ArgumentTypeError(f"size must be at least one byte: {text!r}")
-    return int(value)
+        return chunks_lib.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_chunks(text: str) -> dict[str, int]:
