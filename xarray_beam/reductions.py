@@ -447,11 +447,21 @@ class Reducer:
         data_vars = {}
         for name, var in partial.variables.items():
             data_vars[name] = xarray.Variable(var.dims, self._finish(var), var.attrs)
-        data_vars.update(partial.constants)
+        for name, var in partial.constants.items():
+            data_vars[name] = self._reduce_scalar(var) if var.ndim == 0 else var
         result = xarray.Dataset(data_vars, coords=partial.coords, attrs=partial.attrs)
         if partial.groups:
             result = result.expand_dims({k: [v] for k, v in partial.groups.items()})
         return result
+
+    def _reduce_scalar(self, var: xarray.Variable) -> xarray.Variable:
+        """A 0-d variable reduced over nothing, as xarray does (mean of 1 -> 1.0)."""
+        if not _reducible(var.dtype):
+            return var
+        values = np.asarray(var.values).reshape(1)
+        fields = self._fields(values, (0,), None)
+        partial = VariablePartial((), (), fields, var.dtype, dict(var.attrs))
+        return xarray.Variable((), self._finish(partial), var.attrs)
 
     def _finish(self, var: VariablePartial) -> np.ndarray:
         f = var.fields
