@@ -452,7 +452,11 @@ def climatology_template(
             continue
         rest = [d for d in var.dims if d != dim]
         sizes = {**group_sizes, **{d: var.sizes[d] for d in rest}}
-        out_dtype = reducer._result_dtype(var.dtype) if dim in var.dims else var.dtype
+        out_dtype = (
+            reducer._result_dtype(var.dtype)
+            if dim in var.dims
+            else reducer.constant_dtype(var.variable)
+        )
         data_vars[name] = xarray.Variable(
             tuple(sizes),
             templates.placeholder(tuple(sizes.values()), out_dtype),

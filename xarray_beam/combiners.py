@@ -134,16 +134,37 @@ class _ReduceChunk:
             )
         dims = list(chunk.dims) if self.dims is None else self.dims
         missing = [d for d in dims if d not in chunk.dims]
-        if missing:
+        if missing and key.vars is None:
+            # One-variable chunks (split_vars) may lack reduced dimensions:
+            # their variable is then constant along them, as in xarray.
             raise ValueError(
                 f"cannot reduce chunk {key} over dimension(s) {missing}: it has "
                 f"dimensions {list(chunk.dims)}"
             )
+        if key.vars is None:
+            chunk = _without_copies(key, chunk, dims)
         weights = None
         if self.weights is not None:
             weights = reductions.weights_for(self.weights, key.offsets, chunk, key)
         partial = self.reducer.reduce(chunk, dims, weights)
         return key.with_offsets(**{d: None for d in dims}), partial
+
+
+def _without_copies(key: Key, chunk: xarray.Dataset, dims) -> xarray.Dataset:
+    """``chunk`` without the copies it holds of variables lacking reduced dims.
+
+    A chunk holds every variable, so one lacking dimension ``d`` is repeated
+    in every chunk along ``d``. Reducing over ``d`` and another dimension it
+    has, only the copy at offset 0 along ``d`` may count (or sums and counts
+    would be multiplied by the number of chunks along ``d``).
+    """
+    copies = [
+        name
+        for name, var in chunk.data_vars.items()
+        if any(key.offsets.get(d, 0) for d in dims if d not in var.dims)
+        and any(d in var.dims for d in dims)
+    ]
+    return chunk.drop_vars(copies) if copies else chunk
 
 
 class _Reduction(beam.PTransform):

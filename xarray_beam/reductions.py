@@ -21,6 +21,10 @@ import xarray
 
 Stat = Literal["mean", "sum", "count", "min", "max", "var", "std"]
 STATS: tuple[str, ...] = ("mean", "sum", "count", "min", "max", "var", "std")
+# Statistics that leave data they are not reduced over as it is (in xarray,
+# mean, sum, min and max over no axis keep values and dtype; count gives ones
+# and var zeros; 0-d variables are always reduced, mean giving floats).
+_IDENTITY_STATS = frozenset({"mean", "sum", "min", "max"})
 
 _FIELDS = {
     "count": ("n",),
@@ -448,20 +452,27 @@ class Reducer:
         for name, var in partial.variables.items():
             data_vars[name] = xarray.Variable(var.dims, self._finish(var), var.attrs)
         for name, var in partial.constants.items():
-            data_vars[name] = self._reduce_scalar(var) if var.ndim == 0 else var
+            data_vars[name] = self._reduce_over_nothing(var)
         result = xarray.Dataset(data_vars, coords=partial.coords, attrs=partial.attrs)
         if partial.groups:
             result = result.expand_dims({k: [v] for k, v in partial.groups.items()})
         return result
 
-    def _reduce_scalar(self, var: xarray.Variable) -> xarray.Variable:
-        """A 0-d variable reduced over nothing, as xarray does (mean of 1 -> 1.0)."""
-        if not _reducible(var.dtype):
+    def _reduce_over_nothing(self, var: xarray.Variable) -> xarray.Variable:
+        """A variable lacking the reduced dims, reduced over none of them, as
+        xarray does (mean of ints -> floats, count -> 1, var -> 0)."""
+        if not _reducible(var.dtype) or (var.ndim and self.stat in _IDENTITY_STATS):
             return var
-        values = np.asarray(var.values).reshape(1)
-        fields = self._fields(values, (0,), None)
-        partial = VariablePartial((), (), fields, var.dtype, dict(var.attrs))
-        return xarray.Variable((), self._finish(partial), var.attrs)
+        values = np.asarray(var.values)[..., np.newaxis]
+        fields = self._fields(values, (var.ndim,), None)
+        partial = VariablePartial(var.dims, var.shape, fields, var.dtype, var.attrs)
+        return xarray.Variable(var.dims, self._finish(partial), var.attrs)
+
+    def constant_dtype(self, var: xarray.Variable) -> np.dtype:
+        """The dtype of a variable lacking the reduced dims, after reducing."""
+        if not _reducible(var.dtype) or (var.ndim and self.stat in _IDENTITY_STATS):
+            return var.dtype
+        return self._result_dtype(var.dtype)
 
     def _finish(self, var: VariablePartial) -> np.ndarray:
         f = var.fields
@@ -615,7 +626,16 @@ def check_weights(
     if np.isnan(values.astype(np.float64)).any():
         raise ValueError("weights must not contain NaN")
     if (values < 0).any():
-        raise ValueError("weights must not be negative")
+        where = np.unravel_index(np.argmin(values), values.shape)
+        at = ", ".join(
+            f"{dim}={weights[dim].values[i] if dim in weights.coords else i}"
+            for dim, i in zip(weights.dims, where, strict=True)
+        )
+        raise ValueError(
+            f"weights must not be negative, got {values[where]:.3g} at {at} (if "
+            f"they are cos(latitude), rounding can dip below zero at the poles: "
+            f"use .clip(min=0))"
+        )
     if dims is not None and not set(weights.dims) & set(dims):
         raise ValueError(
             f"weights over dimensions {list(weights.dims)} do not vary along the "

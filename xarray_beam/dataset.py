@@ -1,0 +1,1116 @@
+"""``xarray_beam.Dataset``: xarray-like pipelines without hand-written keys.
+
+A ``Dataset`` is a description, not data: a template (the lazy dataset the
+pipeline produces), regular chunk sizes, whether chunks hold one variable
+each (``split_vars``) and the Beam transform that makes the chunks. Methods
+return new ``Dataset`` objects with one more step; nothing runs (and nothing
+is written) until a pipeline with ``ds.ptransform`` or ``ds.to_zarr(...)``
+runs. Step labels come from the call chain (``FromZarr(era5.zarr)|Rechunk|
+Mean(time)``), so they are the same in every run and Dataflow updates work.
+
+Example:
+  >>> import numpy as np, pandas as pd, xarray
+  >>> source = xarray.Dataset(
+  ...     {'t2m': (('time', 'x'), np.arange(48.0).reshape(24, 2))},
+  ...     coords={'time': pd.date_range('2000-01-01', periods=24, freq='h')})
+  >>> ds = Dataset.from_xarray(source, {'time': 6})
+  >>> ds.chunk_count
+  4
+  >>> ds.mean('time').collect_with_direct_runner().t2m.values.tolist()
+  [23.0, 24.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import textwrap
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import dask.array
+import xarray
+
+from xarray_beam import _testing, combiners, core, stores
+from xarray_beam import chunks as chunks_lib
+from xarray_beam import dataset_steps as steps_lib
+from xarray_beam import rechunk as rechunk_lib
+from xarray_beam import zarr as zarr_lib
+from xarray_beam.climatology import Climatology
+from xarray_beam.zarr_rechunk import RechunkZarr
+
+ChunksSpec = Mapping[Any, int | str] | int | str
+
+_REDUCTIONS: dict[str, type[combiners._Reduction]] = {
+    "mean": combiners.Mean,
+    "sum": combiners.Sum,
+    "count": combiners.Count,
+    "min": combiners.Min,
+    "max": combiners.Max,
+    "var": combiners.Var,
+    "std": combiners.Std,
+}
+
+
+class _Chain(beam.PTransform):
+    """Labelled steps applied one after the other."""
+
+    def __init__(self, steps: tuple[tuple[str, beam.PTransform], ...], label=None):
+        super().__init__(label or "|".join(name for name, _ in steps))
+        self.steps = steps
+
+    def expand(self, pvalue):
+        for name, transform in self.steps:
+            pvalue = pvalue | name >> transform
+        return pvalue
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """Where an untransformed Dataset reads from, so it can be re-read."""
+
+    dataset: xarray.Dataset
+    label: str
+    store: Any = None  # the whole Zarr store, while no selection was made
+    storage_options: Mapping[str, Any] | None = None
+    num_threads: int | None = None
+    units: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StoreRechunk:
+    """A rechunk of a whole Zarr store that ``to_zarr`` can do store to store."""
+
+    origin: Dataset
+    chunks: Mapping[str, int]
+    min_mem: int | None
+    max_mem: int
+    temp_store: Any
+
+
+class Dataset:
+    """A chunked dataset in a Beam pipeline, with xarray-like methods.
+
+    Args:
+      template: the lazy dataset the pipeline produces (data variables lazy,
+        coordinates in memory); see ``make_template``.
+      chunks: regular chunk size per dimension (the last chunk may be
+        shorter); see ``normalize_chunks``.
+      split_vars: whether each chunk holds one data variable (keys then have
+        ``vars={name}`` and offsets only along that variable's dimensions).
+      ptransform: the transform producing the ``(Key, xarray.Dataset)``
+        chunks from a pipeline's start. ``from_ptransform`` checks what it
+        produces; this constructor trusts it.
+
+    Datasets compare by identity (unlike xarray, ``==`` is not elementwise).
+
+    Example:
+      >>> import numpy as np, xarray
+      >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((10, 4)))})
+      >>> ds = Dataset.from_xarray(source, {'time': 5})
+      >>> ds.chunks, ds.chunk_count, ds.ptransform.label
+      ({'time': 5, 'x': 4}, 2, 'FromXarray')
+    """
+
+    def __init__(
+        self,
+        template: xarray.Dataset,
+        chunks: ChunksSpec,
+        split_vars: bool = False,
+        ptransform: beam.PTransform | None = None,
+    ):
+        if not isinstance(template, xarray.Dataset):
+            raise TypeError(
+                f"template must be an xarray.Dataset, got {type(template).__name__}"
+            )
+        if not isinstance(ptransform, beam.PTransform):
+            raise TypeError(
+                f"ptransform must be a beam.PTransform producing (Key, Dataset) "
+                f"chunks, got {type(ptransform).__name__}"
+            )
+        self._init(
+            template,
+            chunks_lib.normalize_chunks(chunks, template, bool(split_vars)),
+            bool(split_vars),
+            ((ptransform.label, ptransform),),
+        )
+
+    def _init(self, template, chunks, split_vars, steps, source=None, pending=None):
+        self._template = template
+        self._chunks = dict(chunks)
+        self._split_vars = split_vars
+        self._steps = steps
+        self._source = source
+        self._pending = pending
+
+    @classmethod
+    def _make(cls, template, chunks, split_vars, steps, source=None, pending=None):
+        dataset = cls.__new__(cls)
+        dataset._init(template, chunks, split_vars, steps, source, pending)
+        return dataset
+
+    # --- constructors ------------------------------------------------------------
+
+    @classmethod
+    def from_xarray(
+        cls,
+        source: xarray.Dataset,
+        chunks: ChunksSpec | None = None,
+        split_vars: bool = False,
+        num_threads: int | None = None,
+    ) -> Dataset:
+        """A Dataset that reads an xarray.Dataset (in memory, lazy or Dask).
+
+        Args:
+          source: the data to read.
+          chunks: chunk sizes (see ``normalize_chunks``); default: the Dask
+            chunks of ``source`` (whole dimensions if it has none).
+          split_vars: one variable per chunk.
+          num_threads: chunks a worker loads at once.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.arange(10.0))})
+          >>> Dataset.from_xarray(source, {'x': '32B'}).chunks
+          {'x': 4}
+        """
+        if not isinstance(source, xarray.Dataset):
+            raise TypeError(
+                f"from_xarray takes an xarray.Dataset, got {type(source).__name__}"
+            )
+        units = _stored_units(source)
+        dask_chunks = _dask_chunks(source)
+        origin = _Source(source, "FromXarray", num_threads=num_threads, units=units)
+        chunks = chunks_lib.normalize_chunks(
+            dask_chunks if chunks is None else chunks,
+            source,
+            split_vars,
+            {d: c for d, c in dask_chunks.items() if c != -1},
+        )
+        return cls._from_source(origin, chunks, bool(split_vars))
+
+    @classmethod
+    def from_zarr(
+        cls,
+        store: stores.StoreLike,
+        chunks: ChunksSpec | None = None,
+        split_vars: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+        num_threads: int | None = None,
+    ) -> Dataset:
+        """A Dataset that reads a Zarr store.
+
+        Args:
+          store: local path, URL (``gs://``, ``s3://``) or zarr Store.
+          chunks: chunk sizes (see ``normalize_chunks``; byte sizes round to
+            whole Zarr chunks); default: the store's chunks (shards if any).
+          split_vars: one variable per chunk.
+          storage_options: fsspec options for URLs, carried to the workers.
+          num_threads: chunks a worker loads at once.
+
+        Example:
+          ``Dataset.from_zarr('gs://bucket/era5.zarr', {'time': 24})``
+        """
+        store = stores.normalize_store(store)
+        kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+        source, stored = zarr_lib.open_zarr(store, **kwargs)
+        origin = _Source(
+            source,
+            f"FromZarr({_store_name(store)})",
+            store=store,
+            storage_options=storage_options,
+            num_threads=num_threads,
+            units=stored,
+        )
+        chunks = chunks_lib.normalize_chunks(
+            stored if chunks is None else chunks, source, split_vars, stored
+        )
+        return cls._from_source(origin, chunks, bool(split_vars))
+
+    @classmethod
+    def from_ptransform(
+        cls,
+        ptransform: beam.PTransform,
+        template: xarray.Dataset,
+        chunks: ChunksSpec,
+        split_vars: bool = False,
+    ) -> Dataset:
+        """A Dataset from a transform making ``(Key, Dataset)`` chunks.
+
+        Every chunk is checked against the template and chunks: keys with the
+        right offsets (multiples of the chunk sizes, for exactly the template's
+        dimensions, or the variable's with ``split_vars``), chunk sizes, the
+        variables, their dimensions and dtypes. A chunk that does not match
+        raises ValueError naming its key and what was expected.
+
+        Example:
+          >>> import apache_beam as beam, numpy as np, xarray
+          >>> full = xarray.Dataset({'t': ('x', np.arange(4.0))})
+          >>> chunks = [(core.Key({'x': i}), full.isel(x=slice(i, i + 2)))
+          ...           for i in (0, 2)]
+          >>> ds = Dataset.from_ptransform(beam.Create(chunks), full, {'x': 2})
+          >>> ds.sum().collect_with_direct_runner().t.item()
+          6.0
+        """
+        if not isinstance(ptransform, beam.PTransform):
+            raise TypeError(
+                f"ptransform must be a beam.PTransform, got {type(ptransform).__name__}"
+            )
+        if not isinstance(template, xarray.Dataset):
+            raise TypeError(
+                f"template must be an xarray.Dataset, got {type(template).__name__}"
+            )
+        split_vars = bool(split_vars)
+        template = steps_lib.lazy_template(template)
+        chunks = chunks_lib.normalize_chunks(chunks, template, split_vars)
+        checker = steps_lib.ChunkChecker(template, chunks, split_vars)
+        steps = (
+            (ptransform.label, ptransform),
+            ("Validate", beam.Map(checker)),
+        )
+        return cls._make(template, chunks, split_vars, steps)
+
+    @classmethod
+    def _from_source(
+        cls, origin: _Source, chunks: Mapping[str, int], split_vars: bool
+    ) -> Dataset:
+        read = core.DatasetToChunks(
+            origin.dataset, chunks, split_vars, num_threads=origin.num_threads
+        )
+        template = steps_lib.lazy_template(origin.dataset)
+        return cls._make(
+            template, chunks, split_vars, ((origin.label, read),), source=origin
+        )
+
+    # --- properties --------------------------------------------------------------
+
+    @property
+    def template(self) -> xarray.Dataset:
+        """The lazy dataset this pipeline produces."""
+        return self._template
+
+    @property
+    def chunks(self) -> dict[str, int]:
+        """Chunk size per dimension (the last chunk along a dim may be shorter)."""
+        return dict(self._chunks)
+
+    @property
+    def split_vars(self) -> bool:
+        """Whether each chunk holds a single data variable."""
+        return self._split_vars
+
+    @property
+    def ptransform(self) -> beam.PTransform:
+        """The transform making this dataset's chunks: ``p | ds.ptransform``."""
+        return _Chain(self._steps)
+
+    @property
+    def sizes(self) -> dict[Hashable, int]:
+        """Size of each dimension."""
+        return dict(self._template.sizes)
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element of a chunk: summed over variables, or the largest
+        variable's with ``split_vars``."""
+        items = [v.dtype.itemsize for v in self._template.data_vars.values()]
+        if not items:
+            return 0
+        return max(items) if self._split_vars else sum(items)
+
+    @property
+    def bytes_per_chunk(self) -> int:
+        """Bytes of the largest chunk."""
+        return steps_lib.bytes_per_chunk(self._template, self._chunks, self._split_vars)
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of chunks (elements) in the PCollection."""
+        return steps_lib.chunk_count(self._template, self._chunks, self._split_vars)
+
+    def __repr__(self) -> str:
+        total = sum(v.nbytes for v in self._template.data_vars.values())
+        template = textwrap.indent(repr(self._template), "  ")
+        return (
+            f"<xarray_beam.Dataset>\n"
+            f"PTransform: {self.ptransform.label}\n"
+            f"Chunks:     {self._chunks}"
+            f"{' (one variable per chunk)' if self._split_vars else ''}\n"
+            f"Chunk count: {self.chunk_count} chunks of up to "
+            f"{steps_lib.format_bytes(self.bytes_per_chunk)}\n"
+            f"Total size: {steps_lib.format_bytes(total)}\n"
+            f"Template:\n{template}"
+        )
+
+    # --- building blocks ---------------------------------------------------------
+
+    def _then(
+        self,
+        label: str,
+        transform: beam.PTransform,
+        template: xarray.Dataset | None = None,
+        chunks: Mapping[str, int] | None = None,
+        split_vars: bool | None = None,
+    ) -> Dataset:
+        taken = {name for name, _ in self._steps}
+        unique, number = label, 1
+        while unique in taken:
+            number += 1
+            unique = f"{label}_{number}"
+        return Dataset._make(
+            self._template if template is None else template,
+            self._chunks if chunks is None else chunks,
+            self._split_vars if split_vars is None else split_vars,
+            self._steps + ((unique, transform),),
+        )
+
+    def _require_source(self, method: str) -> _Source:
+        if self._source is None:
+            raise ValueError(
+                f"{method}() works only on a Dataset straight from from_xarray or "
+                f"from_zarr, before other steps (this one is "
+                f"{self.ptransform.label!r}); select the data first"
+            )
+        return self._source
+
+    def _edit_source(self, method: str, args: str, edit: Callable) -> Dataset:
+        origin = self._require_source(method)
+        selected = edit(origin.dataset)
+        units = {}
+        for dim, size in selected.sizes.items():
+            before = origin.dataset.sizes.get(dim)
+            if size == before or (method == "head" and before is not None):
+                units[dim] = origin.units.get(dim, 1)
+            else:
+                units[dim] = max(size, 1)  # stored chunks no longer line up
+        edited = dataclasses.replace(
+            origin,
+            dataset=selected,
+            label=f"{origin.label}.{method}({args})",
+            store=None,
+            units=units,
+        )
+        chunks = {
+            dim: min(self._chunks.get(dim, size), max(size, 1))
+            for dim, size in selected.sizes.items()
+        }
+        return Dataset._from_source(edited, chunks, self._split_vars)
+
+    # --- methods -----------------------------------------------------------------
+
+    def map_blocks(
+        self,
+        func: Callable[[xarray.Dataset], xarray.Dataset],
+        *,
+        template: xarray.Dataset | None = None,
+        chunks: ChunksSpec | None = None,
+    ) -> Dataset:
+        """Apply ``func`` to every chunk.
+
+        Args:
+          func: maps a chunk (an xarray.Dataset) to a new one. It may change
+            variables, resize or drop dimensions held whole in each chunk, and
+            add new dimensions (whole in each chunk).
+          template: the template of the result; by default found by calling
+            ``func`` on this dataset's lazy template (which must not compute).
+          chunks: chunks of the result, for dimensions whose chunks cannot be
+            inferred.
+
+        Raises:
+          ValueError: if the template cannot be inferred, or ``func`` resizes
+            or drops a dimension that is split into several chunks.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.arange(6.0))})
+          >>> ds = Dataset.from_xarray(source, {'x': 3}).map_blocks(lambda c: c * 2)
+          >>> ds.collect_with_direct_runner().t.values.tolist()
+          [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+        """
+        name = getattr(func, "__name__", type(func).__name__)
+        if template is None:
+            try:
+                template = func(self._template)
+            except Exception as error:
+                raise ValueError(
+                    f"could not infer the template of map_blocks({name}) by calling "
+                    f"it on the lazy template ({type(error).__name__}: {error}); "
+                    f"pass template= explicitly"
+                ) from error
+        if not isinstance(template, xarray.Dataset):
+            raise TypeError(
+                f"the template of map_blocks({name}) must be an xarray.Dataset, got "
+                f"{type(template).__name__}"
+            )
+        template = steps_lib.lazy_template(template)
+        given = {}
+        if chunks is not None:
+            full = chunks_lib.normalize_chunks(chunks, template, self._split_vars)
+            named = set(chunks) if isinstance(chunks, Mapping) else {...}
+            given = {d: c for d, c in full.items() if d in named or ... in named}
+        new_chunks = {}
+        for dim, size in template.sizes.items():
+            if dim in given:
+                new_chunks[dim] = given[dim]
+            elif dim not in self._template.dims:
+                new_chunks[dim] = max(size, 1)
+            elif size == self._template.sizes[dim]:
+                new_chunks[dim] = self._chunks[dim]
+            elif self._chunks[dim] >= self._template.sizes[dim]:
+                new_chunks[dim] = max(size, 1)
+            else:
+                raise ValueError(
+                    f"map_blocks({name}) changes the size of {dim!r} from "
+                    f"{self._template.sizes[dim]} to {size}, but {dim!r} is split "
+                    f"into chunks of {self._chunks[dim]}; rechunk to "
+                    f"{{{dim!r}: -1}} first, or pass chunks="
+                )
+        for dim in self._template.dims:
+            if dim not in template.dims and self._chunks[dim] < self.sizes[dim]:
+                raise ValueError(
+                    f"map_blocks({name}) drops dimension {dim!r}, which is split "
+                    f"into chunks of {self._chunks[dim]}: the chunks would collide; "
+                    f"rechunk to {{{dim!r}: -1}} first, or use a reduction such as "
+                    f".mean({dim!r})"
+                )
+        apply = steps_lib.MapBlocks(func, template, new_chunks, self._split_vars)
+        return self._then(
+            f"MapBlocks({name})", beam.Map(apply), template=template, chunks=new_chunks
+        )
+
+    def rechunk(
+        self,
+        chunks: ChunksSpec,
+        *,
+        min_mem: int | None = None,
+        max_mem: int = 2**30,
+        temp_store: stores.StoreLike | None = None,
+    ) -> Dataset:
+        """The same data in new chunks.
+
+        The cheapest way is chosen when the pipeline is built:
+
+        * straight from ``from_xarray``/``from_zarr``, when every new chunk
+          is made of whole stored chunks (or whole dimensions), the source is
+          simply read again in the new chunks: no shuffle at all;
+        * straight from ``from_zarr`` and written with ``to_zarr``, the
+          rechunk is done store to store with ``RechunkZarr``: bounded memory
+          on any runner, intermediates in ``temp_store`` (default: next to
+          the target, deleted after success);
+        * otherwise, ``Rechunk``'s multi-stage plan through Beam shuffles.
+
+        Args:
+          chunks: new chunks (see ``normalize_chunks``); dimensions not given
+            keep their chunks.
+          min_mem, max_mem: memory bounds of the plan (see ``Rechunk``).
+          temp_store: intermediate store for the store-to-store path.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((8, 6)))})
+          >>> ds = Dataset.from_xarray(source, {'time': 2})
+          >>> ds.rechunk({'time': -1, 'x': 3}).chunks
+          {'time': 8, 'x': 3}
+        """
+        if self._pending is not None:
+            pending = self._pending
+            previous = pending.origin
+            new = chunks_lib.normalize_chunks(
+                chunks, self._template, self._split_vars, self._chunks
+            )
+            return previous.rechunk(
+                new, min_mem=min_mem, max_mem=max_mem, temp_store=temp_store
+            )
+        new = chunks_lib.normalize_chunks(
+            chunks, self._template, self._split_vars, self._chunks
+        )
+        if new == self._chunks:
+            return self
+        origin = self._source
+        if origin is not None and self._can_reread(new):
+            return Dataset._from_source(origin, new, self._split_vars)
+        plan = rechunk_lib.Rechunk(
+            self.sizes, self._chunks, new, max(self.itemsize, 1), min_mem, max_mem
+        )
+        result = self._then("Rechunk", plan, chunks=new)
+        if origin is not None and origin.store is not None:
+            result._pending = _StoreRechunk(self, new, min_mem, max_mem, temp_store)
+        return result
+
+    def _can_reread(self, new: Mapping[str, int]) -> bool:
+        units = self._source.units
+        for dim, size in self.sizes.items():
+            chunk = new[dim]
+            unit = units.get(dim, 1)
+            if chunk != self._chunks[dim] and chunk < size and chunk % unit:
+                return False
+        return True
+
+    def split_variables(self) -> Dataset:
+        """One chunk per data variable (``split_vars=True``).
+
+        Variables lacking some dimensions keep a single copy of each chunk.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'a': ('x', np.zeros(4)), 'b': ((), 1.0)})
+          >>> Dataset.from_xarray(source, {'x': 2}).split_variables().chunk_count
+          3
+        """
+        if self._split_vars:
+            return self
+        if self._source is not None:
+            return Dataset._from_source(self._source, self._chunks, True)
+        return self._then(
+            "SplitVariables", beam.FlatMap(steps_lib.split_unique), split_vars=True
+        )
+
+    def consolidate_variables(self) -> Dataset:
+        """Chunks holding every data variable again (``split_vars=False``).
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'a': ('x', np.zeros(4)), 'b': ((), 1.0)})
+          >>> ds = Dataset.from_xarray(source, {'x': 2}, split_vars=True)
+          >>> ds.consolidate_variables().chunk_count
+          2
+        """
+        if not self._split_vars:
+            return self
+        if self._source is not None:
+            return Dataset._from_source(self._source, self._chunks, False)
+        names = list(self._template.data_vars)
+        consolidate = _Chain(
+            (
+                (
+                    "FanOut",
+                    beam.FlatMap(steps_lib.FanOut(self._template, self._chunks)),
+                ),
+                ("Merge", rechunk_lib.ConsolidateVariables()),
+                ("Check", beam.Map(steps_lib.CheckVariables(names))),
+            ),
+            label="ConsolidateVariables",
+        )
+        return self._then("ConsolidateVariables", consolidate, split_vars=False)
+
+    def _reduce(
+        self,
+        stat: str,
+        dim: str | Sequence[str] | None,
+        *,
+        skipna: bool = True,
+        dtype: Any = None,
+        min_count: int | None = None,
+        ddof: int = 0,
+        weights: xarray.DataArray | None = None,
+        fanout: int | None = None,
+        temp_store: str | None = None,
+        max_mem: int = 2**28,
+        storage_options: dict | None = None,
+    ) -> Dataset:
+        dims = combiners._dims(dim)
+        dims = tuple(self._template.dims) if dims is None else dims
+        transform = _REDUCTIONS[stat](
+            dims,
+            skipna,
+            dtype,
+            fanout,
+            min_count=min_count,
+            ddof=ddof,
+            weights=weights,
+            temp_store=temp_store,
+            max_mem=max_mem,
+            storage_options=storage_options,
+            template=self._template,
+        )
+        template = steps_lib.reduced_template(self._template, dims, transform.reducer)
+        chunks = {d: self._chunks[d] for d in template.dims}
+        label = f"{stat.capitalize()}({','.join(map(str, dims))})"
+        if self._split_vars and set(template.data_vars) != set(
+            self._template.data_vars
+        ):
+            keep = beam.Filter(steps_lib.KeepVariables(list(template.data_vars)))
+            transform = _Chain((("KeepNumeric", keep), ("Reduce", transform)), label)
+        return self._then(label, transform, template=template, chunks=chunks)
+
+    def mean(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
+        """Mean over ``dim`` (all dims if None), as ``xarray.Dataset.mean``.
+
+        Keyword arguments are those of ``Mean``: ``skipna``, ``dtype``,
+        ``min_count``, ``weights`` (a DataArray, e.g. ``cos(latitude)``),
+        ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), [[1.0, 2], [3, 4]])})
+          >>> ds = Dataset.from_xarray(source, {'time': 1})
+          >>> ds.mean('time').collect_with_direct_runner().t.values.tolist()
+          [2.0, 3.0]
+        """
+        return self._reduce("mean", dim, **kwargs)
+
+    def sum(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
+        """Sum over ``dim`` (see ``mean`` for the options)."""
+        return self._reduce("sum", dim, **kwargs)
+
+    def count(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
+        """Number of valid (non-NaN) values over ``dim``."""
+        return self._reduce("count", dim, **kwargs)
+
+    def min(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
+        """Minimum over ``dim`` (see ``mean`` for the options)."""
+        return self._reduce("min", dim, **kwargs)
+
+    def max(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
+        """Maximum over ``dim`` (see ``mean`` for the options)."""
+        return self._reduce("max", dim, **kwargs)
+
+    def var(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
+        """Variance over ``dim`` (``ddof``; see ``mean`` for the options)."""
+        return self._reduce("var", dim, **kwargs)
+
+    def std(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
+        """Standard deviation over ``dim`` (``ddof``; see ``mean``)."""
+        return self._reduce("std", dim, **kwargs)
+
+    def climatology(
+        self, by: str | Sequence[str] | Callable = "month", stat: str = "mean", **kwargs
+    ) -> Dataset:
+        """A statistic per group of time steps, as ``Climatology``.
+
+        Args:
+          by: 'hour', 'month', 'dayofyear', 'season', a tuple such as
+            ``('month', 'hour')``, or a function of a DatetimeIndex (with
+            ``labels=``).
+          stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
+          **kwargs: ``dim`` (default 'time') and the options of
+            ``Climatology`` (``skipna``, ``min_count``, ``ddof``, ``dtype``,
+            ``weights``, ``labels``, ``fanout``, ``temp_store``, ``max_mem``,
+            ``storage_options``, ``num_threads``).
+
+        The result has the group dimensions in place of ``dim``: one chunk
+        per label along each, except that a last group dimension of at most
+        24 labels (hour, month, season) is whole in each chunk.
+
+        Example:
+          >>> import numpy as np, pandas as pd, xarray
+          >>> source = xarray.Dataset(
+          ...     {'t': ('time', np.arange(48.0))},
+          ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
+          >>> ds = Dataset.from_xarray(source, {'time': 12}).climatology('hour')
+          >>> ds.collect_with_direct_runner().t.values[:3].tolist()
+          [12.0, 13.0, 14.0]
+        """
+        dim = kwargs.get("dim", "time")
+        if self._split_vars:
+            lacking = [
+                name
+                for name, var in self._template.data_vars.items()
+                if dim not in var.dims
+            ]
+            if lacking:
+                raise ValueError(
+                    f"climatology of split variables needs {dim!r} in every "
+                    f"variable; {lacking} lack it: select the others, or "
+                    f"consolidate_variables() first"
+                )
+        transform = Climatology(by, stat, template=self._template, **kwargs)
+        template = transform.template(self._template)
+        grouping = transform.grouping
+        chunks = {}
+        for d, size in template.sizes.items():
+            if d in grouping.names:
+                chunks[d] = 1 if d in grouping.keyed else max(size, 1)
+            else:
+                chunks[d] = self._chunks[d]
+        label = f"Climatology({','.join(grouping.names)})"
+        if stat != "mean":
+            label = f"{label}.{stat}"
+        if self._split_vars and set(template.data_vars) != set(
+            self._template.data_vars
+        ):
+            keep = beam.Filter(steps_lib.KeepVariables(list(template.data_vars)))
+            transform = _Chain((("KeepNumeric", keep), ("Group", transform)), label)
+        return self._then(label, transform, template=template, chunks=chunks)
+
+    def groupby(self, group: str | Sequence[str]) -> GroupBy:
+        """Group along time by components, as ``ds.groupby('time.month')``.
+
+        Args:
+          group: ``'<dim>.<component>'`` (component: hour, month, dayofyear,
+            season) or a list of them along the same dim.
+
+        Example:
+          >>> import numpy as np, pandas as pd, xarray
+          >>> source = xarray.Dataset(
+          ...     {'t': ('time', np.arange(48.0))},
+          ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
+          >>> ds = Dataset.from_xarray(source, {'time': 24})
+          >>> ds.groupby('time.hour').max().collect_with_direct_runner().t.values[0]
+          np.float64(24.0)
+        """
+        return GroupBy(self, group)
+
+    def head(self, indexers: Any = None, **indexers_kwargs: int) -> Dataset:
+        """The first elements along dimensions, as ``xarray.Dataset.head``
+        (only straight from a source)."""
+        args = _describe_args(indexers, indexers_kwargs)
+        return self._edit_source(
+            "head", args, lambda ds: ds.head(indexers, **indexers_kwargs)
+        )
+
+    def tail(self, indexers: Any = None, **indexers_kwargs: int) -> Dataset:
+        """The last elements along dimensions, as ``xarray.Dataset.tail``
+        (only straight from a source)."""
+        args = _describe_args(indexers, indexers_kwargs)
+        return self._edit_source(
+            "tail", args, lambda ds: ds.tail(indexers, **indexers_kwargs)
+        )
+
+    def isel(self, indexers: Any = None, **indexers_kwargs: Any) -> Dataset:
+        """Select by position, as ``xarray.Dataset.isel`` (only straight from
+        a source).
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((8, 6)))})
+          >>> Dataset.from_xarray(source, {'time': 4}).isel(x=slice(0, 2)).sizes
+          {'time': 8, 'x': 2}
+        """
+        args = _describe_args(indexers, indexers_kwargs)
+        return self._edit_source(
+            "isel", args, lambda ds: ds.isel(indexers, **indexers_kwargs)
+        )
+
+    def sel(self, indexers: Any = None, **indexers_kwargs: Any) -> Dataset:
+        """Select by label, as ``xarray.Dataset.sel`` (only straight from a
+        source)."""
+        args = _describe_args(indexers, indexers_kwargs)
+        return self._edit_source(
+            "sel", args, lambda ds: ds.sel(indexers, **indexers_kwargs)
+        )
+
+    def __getitem__(self, names: str | Sequence[str]) -> Dataset:
+        """Some data variables (a Dataset, even for a single name).
+
+        Dimensions only the dropped variables had leave the chunks.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'a': ('x', np.zeros(4)), 'b': ('y', [1.0])})
+          >>> Dataset.from_xarray(source, {'x': 2})[['b']].sizes
+          {'y': 1}
+        """
+        selected = [names] if isinstance(names, str) else list(names)
+        missing = [n for n in selected if n not in self._template.data_vars]
+        if missing:
+            raise KeyError(
+                f"no data variable(s) {missing} in this dataset; it has "
+                f"{list(self._template.data_vars)}"
+            )
+        if self._source is not None:
+            return self._edit_source_vars(selected)
+        template = self._template[selected]
+        chunks = {d: self._chunks[d] for d in template.dims}
+        select = steps_lib.SelectVariables(selected, template.dims, self._split_vars)
+        label = f"Select({','.join(selected)})"
+        return self._then(label, beam.FlatMap(select), template=template, chunks=chunks)
+
+    def _edit_source_vars(self, selected: list[str]) -> Dataset:
+        origin = self._source
+        edited = dataclasses.replace(
+            origin,
+            dataset=origin.dataset[selected],
+            label=f"{origin.label}[{','.join(selected)}]",
+            store=None,
+        )
+        chunks = {d: self._chunks[d] for d in edited.dataset.dims}
+        return Dataset._from_source(edited, chunks, self._split_vars)
+
+    def transpose(self, *dims: Hashable) -> Dataset:
+        """Transpose every variable, as ``xarray.Dataset.transpose``.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((2, 3)))})
+          >>> ds = Dataset.from_xarray(source).transpose('x', 'time')
+          >>> ds.collect_with_direct_runner().t.dims
+          ('x', 'time')
+        """
+        template = self._template.transpose(*dims)
+        chunks = {d: self._chunks[d] for d in template.dims}
+        return self._then(
+            "Transpose",
+            beam.Map(steps_lib.Transpose(dims)),
+            template=template,
+            chunks=chunks,
+        )
+
+    def pipe(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``func(self, *args, **kwargs)``, for chains of custom steps.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.arange(4.0))})
+          >>> Dataset.from_xarray(source).pipe(lambda ds, n: ds.head(x=n), 2).sizes
+          {'x': 2}
+        """
+        return func(self, *args, **kwargs)
+
+    # --- output ------------------------------------------------------------------
+
+    def to_zarr(
+        self,
+        store: stores.StoreLike,
+        *,
+        zarr_chunks: Mapping[str, int] | None = None,
+        zarr_shards: Mapping[str, int] | None = None,
+        zarr_chunks_per_shard: Mapping[str, int] | None = None,
+        zarr_format: int | None = None,
+        encoding: Mapping[str, Mapping[str, Any]] | None = None,
+        mode: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        num_threads: int | None = None,
+    ) -> beam.PTransform:
+        """A transform writing this dataset to Zarr: ``p | ds.to_zarr(path)``.
+
+        Nothing is written until the pipeline runs (the store mode is checked
+        when the transform is applied).
+
+        Args:
+          store: local path, URL or zarr Store.
+          zarr_chunks: Zarr chunks per dimension (default: this dataset's).
+          zarr_shards: Zarr v3 shards per dimension.
+          zarr_chunks_per_shard: instead of both: shards are this dataset's
+            chunks, each split into this many Zarr chunks per dimension.
+          zarr_format: 2 or 3 (default 3).
+          encoding: per-variable encoding (codecs, fill values).
+          mode: None/'w-' refuses an existing store, 'w' overwrites, 'r+'
+            writes into a matching existing store.
+          storage_options: fsspec options for URLs.
+          num_threads: chunks a worker writes at once.
+
+        Raises:
+          ValueError: if this dataset's chunks do not cover whole Zarr chunks
+            (or shards), with the rechunk that would fix it.
+
+        Example:
+          >>> import os, tempfile, numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.arange(4.0))})
+          >>> path = os.path.join(tempfile.mkdtemp(), 'out.zarr')
+          >>> with beam.Pipeline('DirectRunner') as p:
+          ...     _ = p | Dataset.from_xarray(source, {'x': 2}).to_zarr(path)
+          >>> xarray.open_zarr(path).t.values.tolist()
+          [0.0, 1.0, 2.0, 3.0]
+        """
+        store = stores.normalize_store(store)
+        label = f"ToZarr({_store_name(store)})"
+        pending = self._pending
+        if pending is not None and zarr_chunks is None and not zarr_chunks_per_shard:
+            write = RechunkZarr(
+                pending.origin._source.store,
+                store,
+                pending.chunks,
+                pending.max_mem,
+                pending.temp_store,
+                min_mem=pending.min_mem,
+                target_shards=zarr_shards,
+                zarr_format=zarr_format,
+                encoding=encoding,
+                mode=mode,
+                storage_options=storage_options
+                or pending.origin._source.storage_options,
+                num_threads=num_threads,
+            )
+            return _Chain((("RechunkZarr", write),), f"{self.ptransform.label}|{label}")
+        zarr_chunks, zarr_shards = self._write_units(
+            zarr_chunks, zarr_shards, zarr_chunks_per_shard, zarr_format
+        )
+        write = zarr_lib.ChunksToZarr(
+            store,
+            self._template,
+            zarr_chunks,
+            zarr_shards=zarr_shards,
+            zarr_format=zarr_format,
+            num_threads=num_threads,
+            encoding=encoding,
+            mode=mode,
+            storage_options=storage_options,
+        )
+        return _Chain(self._steps + ((label, write),))
+
+    def _write_units(self, zarr_chunks, zarr_shards, per_shard, zarr_format):
+        sizes = self.sizes
+        if per_shard is not None:
+            if zarr_chunks is not None or zarr_shards is not None:
+                raise ValueError(
+                    "give zarr_chunks_per_shard or zarr_chunks/zarr_shards, not both"
+                )
+            if zarr_format == 2:
+                raise ValueError("shards need zarr_format=3")
+            per_shard = chunks_lib.check_chunk_sizes(
+                per_shard, "zarr_chunks_per_shard", list(sizes)
+            )
+            zarr_shards = dict(self._chunks)
+            zarr_chunks = dict(self._chunks)
+            for dim, count in per_shard.items():
+                if count < 1 or zarr_shards[dim] % count:
+                    raise ValueError(
+                        f"zarr_chunks_per_shard {dim!r}={count} does not divide the "
+                        f"chunks of {zarr_shards[dim]} along {dim!r}"
+                    )
+                zarr_chunks[dim] = zarr_shards[dim] // count
+        if zarr_chunks is None:
+            zarr_chunks = dict(self._chunks)
+        else:
+            given = chunks_lib.check_chunk_sizes(
+                zarr_chunks, "zarr_chunks", list(sizes)
+            )
+            zarr_chunks = {d: given.get(d, self._chunks[d]) for d in sizes}
+        units = zarr_shards if zarr_shards is not None else zarr_chunks
+        what = "shards" if zarr_shards is not None else "chunks"
+        for dim, size in sizes.items():
+            unit = units.get(dim, size)
+            unit = size if unit == -1 else unit
+            chunk = self._chunks[dim]
+            if chunk < size and unit and chunk % unit:
+                better = max(chunk // unit, 1) * unit
+                raise ValueError(
+                    f"chunks of {chunk} along {dim!r} do not cover whole Zarr {what} "
+                    f"of {unit}: rechunk first, e.g. .rechunk({{{dim!r}: {better}}}), "
+                    f"or choose Zarr {what} that divide {chunk}"
+                )
+        return zarr_chunks, zarr_shards
+
+    def collect_with_direct_runner(self) -> xarray.Dataset:
+        """Run the pipeline on the in-process DirectRunner and return the data
+        (for tests and notebooks: everything must fit in memory).
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.arange(4.0))})
+          >>> ds = Dataset.from_xarray(source, {'x': 1})
+          >>> ds.collect_with_direct_runner().identical(source)
+          True
+        """
+        elements = _testing.collect(lambda p: p | self.ptransform)
+        if not elements:
+            raise ValueError(f"pipeline {self.ptransform.label!r} produced no chunks")
+        key, result = rechunk_lib.consolidate_fully(elements)
+        if any(key.offsets.values()):
+            raise ValueError(f"chunks start at {key}, not at offset 0")
+        names = [n for n in self._template.data_vars if n in result.data_vars]
+        result = result[names]
+        missing = {
+            name: coord.variable
+            for name, coord in self._template.coords.items()
+            if name not in result.coords
+        }
+        result = result.assign_coords(missing)
+        result.attrs = dict(self._template.attrs)
+        return result
+
+
+class GroupBy:
+    """The result of ``Dataset.groupby``: call a reduction on it."""
+
+    def __init__(self, dataset: Dataset, group: str | Sequence[str]):
+        groups = [group] if isinstance(group, str) else list(group)
+        if not groups:
+            raise ValueError("groupby needs at least one group such as 'time.month'")
+        dims, components = set(), []
+        for item in groups:
+            if not isinstance(item, str) or item.count(".") != 1:
+                raise ValueError(
+                    f"groupby takes '<dim>.<component>' such as 'time.month', got "
+                    f"{item!r}"
+                )
+            dim, component = item.split(".")
+            dims.add(dim)
+            components.append(component)
+        if len(dims) != 1:
+            raise ValueError(f"all groups must be along one dimension, got {groups}")
+        self.dataset = dataset
+        self.dim = dims.pop()
+        self.by = components[0] if len(components) == 1 else tuple(components)
+
+    def _reduce(self, stat: str, **kwargs) -> Dataset:
+        return self.dataset.climatology(self.by, stat, dim=self.dim, **kwargs)
+
+    def mean(self, **kwargs: Any) -> Dataset:
+        """Mean of each group (options as for ``Dataset.climatology``)."""
+        return self._reduce("mean", **kwargs)
+
+    def sum(self, **kwargs: Any) -> Dataset:
+        """Sum of each group."""
+        return self._reduce("sum", **kwargs)
+
+    def count(self, **kwargs: Any) -> Dataset:
+        """Valid values in each group."""
+        return self._reduce("count", **kwargs)
+
+    def min(self, **kwargs: Any) -> Dataset:
+        """Minimum of each group."""
+        return self._reduce("min", **kwargs)
+
+    def max(self, **kwargs: Any) -> Dataset:
+        """Maximum of each group."""
+        return self._reduce("max", **kwargs)
+
+    def var(self, **kwargs: Any) -> Dataset:
+        """Variance of each group."""
+        return self._reduce("var", **kwargs)
+
+    def std(self, **kwargs: Any) -> Dataset:
+        """Standard deviation of each group."""
+        return self._reduce("std", **kwargs)
+
+
+def _store_name(store: Any) -> str:
+    if isinstance(store, str):
+        return os.path.basename(store.rstrip("/")) or store
+    return type(store).__name__
+
+
+def _describe_args(indexers: Any, kwargs: Mapping[str, Any]) -> str:
+    """A short, deterministic description of selection arguments for labels."""
+    parts = [] if indexers is None else [repr(indexers)]
+    parts += [
+        f"{k}={v!r}" for k, v in sorted(kwargs.items(), key=lambda kv: str(kv[0]))
+    ]
+    text = ",".join(parts)
+    if len(text) > 60:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        text = f"{text[:40]}...{digest}"
+    return text
+
+
+def _dask_chunks(dataset: xarray.Dataset) -> dict[str, int]:
+    """The first Dask chunk of each dimension (whole dimensions without Dask)."""
+    chunks = {}
+    for var in dataset.variables.values():
+        if isinstance(var.data, dask.array.Array):
+            for dim, blocks in zip(var.dims, var.data.chunks, strict=True):
+                if blocks:
+                    chunks[dim] = max(chunks.get(dim, 0), blocks[0])
+    return {dim: chunks.get(dim, -1) for dim in dataset.dims}
+
+
+def _stored_units(dataset: xarray.Dataset) -> dict[str, int]:
+    """Chunk sizes along which reading a lazy source reads whole blocks.
+
+    Dask chunks, or for lazily opened Zarr data its chunks (shards); 1 for
+    data in memory, which can be sliced anywhere for free.
+    """
+    units: dict[str, int] = {}
+    for var in dataset.data_vars.values():
+        blocks = None
+        if isinstance(var.data, dask.array.Array):
+            blocks = [b[0] if b else 1 for b in var.data.chunks]
+        elif not getattr(var.variable, "_in_memory", True):
+            blocks = var.encoding.get("shards") or var.encoding.get("chunks")
+        for dim, block in zip(var.dims, blocks or (), strict=False):
+            units[dim] = max(units.get(dim, 1), int(block))
+    return {dim: units.get(dim, 1) for dim in dataset.dims}

@@ -1,0 +1,382 @@
+"""Per-chunk steps behind ``xarray_beam.Dataset`` (pure, no pipelines).
+
+Each class here is a picklable callable applied to one ``(Key, Dataset)``
+element, so it can be tested on plain chunks without running Beam.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import xarray
+
+from xarray_beam import reductions, templates
+from xarray_beam.chunks import ChunkGrid
+from xarray_beam.core import Key
+
+Chunk = tuple[Key, xarray.Dataset]
+
+
+def chunk_dims(template: xarray.Dataset, split_vars: bool, name: str | None) -> tuple:
+    """The dimensions a key has offsets for: all, or one variable's."""
+    if split_vars and name is not None:
+        return tuple(template[name].dims)
+    return tuple(template.dims)
+
+
+def expected_size(dim: str, offset: int, chunks: Mapping[str, int], size: int) -> int:
+    """Length along ``dim`` of the chunk that starts at ``offset``."""
+    return min(chunks[dim], size - offset)
+
+
+def grid(chunks: Mapping[str, int], sizes: Mapping[str, int], dims: Sequence[str]):
+    """The ChunkGrid of regular chunks over ``dims``."""
+    explicit = {}
+    for dim in dims:
+        size, step = sizes[dim], chunks[dim]
+        full, rest = divmod(size, step)
+        explicit[dim] = (step,) * full + ((rest,) if rest else ())
+    return ChunkGrid(explicit)
+
+
+def chunk_count(
+    template: xarray.Dataset, chunks: Mapping[str, int], split_vars: bool
+) -> int:
+    """How many ``(Key, Dataset)`` elements a dataset is made of."""
+    sizes = template.sizes
+    if not split_vars:
+        return grid(chunks, sizes, list(template.dims)).count
+    return sum(
+        grid(chunks, sizes, var.dims).count for var in template.data_vars.values()
+    )
+
+
+def bytes_per_chunk(
+    template: xarray.Dataset, chunks: Mapping[str, int], split_vars: bool
+) -> int:
+    """Bytes of the largest chunk: summed over variables, or the largest one."""
+    per_var = [
+        var.dtype.itemsize * math.prod(chunks[d] for d in var.dims)
+        for var in template.data_vars.values()
+    ]
+    if not per_var:
+        return 0
+    return max(per_var) if split_vars else sum(per_var)
+
+
+def format_bytes(count: float) -> str:
+    """A human-readable byte count.
+
+    Example:
+      >>> format_bytes(3 * 2**20)
+      '3.0 MiB'
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+class ChunkChecker:
+    """Checks that elements match a template and its chunks; passes them on.
+
+    Raises ValueError (TypeError for things that are not keys and datasets)
+    naming the key and what is wrong, with the chunks that were expected.
+    """
+
+    def __init__(
+        self, template: xarray.Dataset, chunks: Mapping[str, int], split_vars: bool
+    ):
+        self.sizes = dict(template.sizes)
+        self.chunks = dict(chunks)
+        self.split_vars = split_vars
+        self.variables = {
+            name: (var.dims, var.dtype) for name, var in template.data_vars.items()
+        }
+        self.all_dims = tuple(template.dims)
+
+    def __call__(self, element: Any) -> Chunk:
+        if not isinstance(element, tuple) or len(element) != 2:
+            raise TypeError(
+                f"expected (Key, xarray.Dataset) pairs, got a "
+                f"{type(element).__name__}: {element!r:.200}"
+            )
+        key, chunk = element
+        if not isinstance(key, Key) or not isinstance(chunk, xarray.Dataset):
+            raise TypeError(
+                f"expected (Key, xarray.Dataset) pairs, got "
+                f"({type(key).__name__}, {type(chunk).__name__}) for key {key!r:.200}"
+            )
+        names = set(chunk.data_vars)
+        if self.split_vars:
+            if key.vars is None or len(key.vars) != 1:
+                self._fail(
+                    key,
+                    f"has vars={key.vars}, but with split_vars=True each "
+                    f"key must name exactly one variable",
+                )
+            (name,) = key.vars
+            if name not in self.variables:
+                self._fail(
+                    key,
+                    f"names variable {name!r}, which is not in the "
+                    f"template ({sorted(self.variables)})",
+                )
+            if names != {name}:
+                self._fail(key, f"holds variables {sorted(names)}, expected [{name!r}]")
+            dims = self.variables[name][0]
+        else:
+            if key.vars is not None:
+                self._fail(
+                    key,
+                    "has vars set, but split_vars=False (use "
+                    "split_vars=True for one variable per chunk)",
+                )
+            if names != set(self.variables):
+                missing = sorted(set(self.variables) - names)
+                extra = sorted(names - set(self.variables))
+                self._fail(
+                    key,
+                    f"has the wrong variables: missing {missing}, unexpected {extra}",
+                )
+            dims = self.all_dims
+        if set(key.offsets) != set(dims):
+            self._fail(
+                key,
+                f"has offsets for {sorted(key.offsets)}, expected offsets "
+                f"for exactly {sorted(dims)}",
+            )
+        for dim in dims:
+            offset = key.offsets[dim]
+            if offset < 0 or offset >= self.sizes[dim]:
+                self._fail(
+                    key,
+                    f"offset {offset} along {dim!r} is outside the dimension "
+                    f"(size {self.sizes[dim]})",
+                )
+            if offset % self.chunks[dim]:
+                self._fail(
+                    key,
+                    f"offset {offset} along {dim!r} is not a multiple of the "
+                    f"chunk size {self.chunks[dim]}",
+                )
+            want = expected_size(dim, offset, self.chunks, self.sizes[dim])
+            got = chunk.sizes.get(dim)
+            if got != want:
+                self._fail(key, f"has {got} elements along {dim!r}, expected {want}")
+        for name, var in chunk.data_vars.items():
+            want_dims, want_dtype = self.variables[name]
+            if var.dims != want_dims:
+                self._fail(
+                    key,
+                    f"variable {name!r} has dims {var.dims}, the "
+                    f"template has {want_dims}",
+                )
+            if var.dtype != want_dtype:
+                self._fail(
+                    key,
+                    f"variable {name!r} has dtype {var.dtype}, the "
+                    f"template has {want_dtype}",
+                )
+        return key, chunk
+
+    def _fail(self, key: Key, problem: str):
+        raise ValueError(
+            f"chunk {key} {problem} (expected chunks {self.chunks} of a dataset "
+            f"with sizes {self.sizes}, split_vars={self.split_vars})"
+        )
+
+
+class MapBlocks:
+    """Applies a function to each chunk and re-keys the result."""
+
+    def __init__(
+        self,
+        func: Callable[[xarray.Dataset], xarray.Dataset],
+        template: xarray.Dataset,
+        chunks: Mapping[str, int],
+        split_vars: bool,
+    ):
+        self.func = func
+        self.name = getattr(func, "__name__", type(func).__name__)
+        self.sizes = dict(template.sizes)
+        self.dims = tuple(template.dims)
+        self.chunks = dict(chunks)
+        self.split_vars = split_vars
+
+    def __call__(self, element: Chunk) -> Chunk:
+        key, chunk = element
+        result = self.func(chunk)
+        if not isinstance(result, xarray.Dataset):
+            raise TypeError(
+                f"map_blocks function {self.name!r} returned a "
+                f"{type(result).__name__} for chunk {key}; it must return an "
+                f"xarray.Dataset"
+            )
+        dims = tuple(result.dims) if self.split_vars else self.dims
+        offsets = {dim: key.offsets.get(dim, 0) for dim in dims}
+        for dim in result.dims:
+            if dim not in self.sizes:
+                raise ValueError(
+                    f"map_blocks function {self.name!r} returned dimension {dim!r} "
+                    f"for chunk {key}, which its template lacks"
+                )
+            want = expected_size(dim, offsets[dim], self.chunks, self.sizes[dim])
+            if result.sizes[dim] != want:
+                raise ValueError(
+                    f"map_blocks function {self.name!r} returned {result.sizes[dim]} "
+                    f"elements along {dim!r} for chunk {key}, but the template "
+                    f"and chunks {self.chunks} call for {want}"
+                )
+        vars_ = set(result.data_vars) if self.split_vars else None
+        return Key(offsets, vars_), result
+
+
+def split_unique(element: Chunk) -> Iterator[Chunk]:
+    """One chunk per variable, without the copies a chunk makes of variables
+    lacking some of its dimensions (only the copy at offset 0 along them).
+
+    Example:
+      >>> ds = xarray.Dataset({'a': ('x', [1, 2]), 'b': ((), 3)})
+      >>> [k for k, _ in split_unique((Key({'x': 2}), ds))]
+      [Key(offsets={'x': 2}, vars={'a'})]
+    """
+    key, chunk = element
+    for name, var in chunk.data_vars.items():
+        if any(offset for dim, offset in key.offsets.items() if dim not in var.dims):
+            continue
+        offsets = {d: o for d, o in key.offsets.items() if d in var.dims}
+        yield Key(offsets, {name}), chunk[[name]]
+
+
+class FanOut:
+    """Copies a one-variable chunk to every full-dataset key it belongs to.
+
+    A variable lacking some dimensions of the dataset belongs to every chunk
+    along them, as in ``DatasetToChunks`` without ``split_vars``.
+    """
+
+    def __init__(self, template: xarray.Dataset, chunks: Mapping[str, int]):
+        self.sizes = dict(template.sizes)
+        self.dims = tuple(template.dims)
+        self.chunks = dict(chunks)
+
+    def __call__(self, element: Chunk) -> Iterator[Chunk]:
+        key, chunk = element
+        missing = [d for d in self.dims if d not in key.offsets]
+        for extra in grid(self.chunks, self.sizes, missing).iter_offsets():
+            offsets = {**key.offsets, **extra}
+            yield Key({d: offsets[d] for d in self.dims}), chunk
+
+
+class CheckVariables:
+    """Raises unless a consolidated chunk holds every variable."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+
+    def __call__(self, element: Chunk) -> Chunk:
+        key, chunk = element
+        missing = [name for name in self.names if name not in chunk.data_vars]
+        if missing:
+            raise ValueError(
+                f"chunk {key} lacks variable(s) {missing} after consolidating "
+                f"variables: the input has no chunk of them at these offsets"
+            )
+        return key, chunk[self.names]
+
+
+class SelectVariables:
+    """Keeps some variables; dimensions they lack leave the keys."""
+
+    def __init__(self, names: Sequence[str], dims: Sequence[str], split_vars: bool):
+        self.names = list(names)
+        self.dims = set(dims)
+        self.split_vars = split_vars
+
+    def __call__(self, element: Chunk) -> Iterator[Chunk]:
+        key, chunk = element
+        if self.split_vars:
+            if key.vars is not None and key.vars <= set(self.names):
+                yield element
+            return
+        gone = [d for d in key.offsets if d not in self.dims]
+        if any(key.offsets[d] for d in gone):
+            return  # a copy of the selected variables from another chunk
+        yield key.with_offsets(**dict.fromkeys(gone)), chunk[self.names]
+
+
+class KeepVariables:
+    """Keeps the one-variable chunks of some variables (split datasets)."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = frozenset(names)
+
+    def __call__(self, element: Chunk) -> bool:
+        vars_ = element[0].vars
+        return vars_ is None or vars_ <= self.names
+
+
+class Transpose:
+    """Transposes each chunk (dimensions a chunk lacks are skipped)."""
+
+    def __init__(self, dims: Sequence[str]):
+        self.dims = list(dims)
+
+    def __call__(self, element: Chunk) -> Chunk:
+        key, chunk = element
+        dims = [d for d in self.dims if d is ... or d in chunk.dims]
+        return key, chunk.transpose(*dims)
+
+
+def reduced_template(
+    template: xarray.Dataset, dims: Sequence[str], reducer: reductions.Reducer
+) -> xarray.Dataset:
+    """The template of reducing ``template`` over ``dims`` with ``reducer``.
+
+    Follows what ``Reducer.finalize`` produces, as xarray does: numeric
+    variables lose ``dims`` and take the statistic's dtype (those lacking
+    ``dims`` are reduced over nothing), non-numeric ones along ``dims`` are
+    dropped and the other non-numeric ones kept as they are.
+
+    Example:
+      >>> import numpy as np
+      >>> ds = xarray.Dataset({'t': (('time', 'x'), np.zeros((4, 3), 'f4'))})
+      >>> out = reduced_template(ds, ['time'], reductions.Reducer('count'))
+      >>> out.t.dims, out.t.dtype
+      (('x',), dtype('int64'))
+    """
+    reduced = set(dims)
+    data_vars = {}
+    for name, var in template.data_vars.items():
+        along = reduced & set(var.dims)
+        numeric = reductions._reducible(var.dtype)
+        if along and not numeric:
+            continue
+        if along:
+            kept = tuple(d for d in var.dims if d not in reduced)
+            shape = tuple(var.sizes[d] for d in kept)
+            dtype = reducer._result_dtype(var.dtype)
+        elif numeric:
+            kept, shape, dtype = var.dims, var.shape, reducer.constant_dtype(var)
+        else:
+            kept, shape, dtype = var.dims, var.shape, var.dtype
+        data_vars[name] = xarray.Variable(
+            kept, templates.placeholder(shape, dtype), var.attrs
+        )
+    coords = {
+        name: coord.variable
+        for name, coord in template.coords.items()
+        if not reduced & set(coord.dims)
+    }
+    return xarray.Dataset(data_vars, coords=coords, attrs=template.attrs)
+
+
+def lazy_template(dataset: xarray.Dataset) -> xarray.Dataset:
+    """``dataset`` with every data variable lazy, coordinates loaded."""
+    return templates.make_template(dataset).assign_coords(
+        {name: coord.variable.load() for name, coord in dataset.coords.items()}
+    )
