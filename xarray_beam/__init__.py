@@ -19,6 +19,7 @@ except ImportError:
 finally:
     _root.setLevel(_level)
 
+from xarray_beam.chunks import normalize_chunks
 from xarray_beam.climatology import Anomaly, Climatology, climatology_template
 from xarray_beam.combiners import (
     CombineThroughStorage,
@@ -40,6 +41,7 @@ from xarray_beam.core import (
     offsets_to_slices,
     validate_chunk,
 )
+from xarray_beam.dataset import Dataset
 from xarray_beam.planning import (
     CostModel,
     DatasetRechunkPlan,
@@ -92,6 +94,7 @@ __all__ = [
     "ConsolidateChunks",
     "ConsolidateVariables",
     "CostModel",
+    "Dataset",
     "DatasetRechunkPlan",
     "DatasetToChunks",
     "DatasetToZarr",
@@ -110,6 +113,7 @@ __all__ = [
     "consolidate_variables",
     "in_memory_rechunk",
     "make_template",
+    "normalize_chunks",
     "offsets_to_slices",
     "open_zarr",
     "plan_rechunk",
