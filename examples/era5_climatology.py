@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> dict:
         choices=("mean", "sum", "count", "min", "max", "var", "std"),
     )
     parser.add_argument("--png", help="where the map goes (default in --output-dir)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the existing --output, skipping "
+        "chunks already written",
+    )
     args, beam_args = _common.parse(parser, argv)
     source = _common.input_store(args)
     output = args.output or os.path.join(args.output_dir, "climatology.zarr")
@@ -96,8 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
         output,
         args.by,
         args.stat,
-        mode=_common.output_mode(args, args.output is not None),
+        mode=None
+        if args.resume
+        else _common.output_mode(args, args.output is not None),
         beam_args=beam_args,
+        resume=args.resume,
     )
     png = None
     if "://" in output or os.path.exists(output):

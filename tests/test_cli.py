@@ -517,3 +517,18 @@ def test_progress_writes_nothing_when_disabled():
     ):
         progress.record("test_quiet", 2)
     assert stream.getvalue() == ""
+
+
+def test_climatology_resume_restores_a_lost_chunk(capsys, tmp_path, store):
+    target = str(tmp_path / "clim.zarr")
+    args = ["climatology", store, target, "--by", "month,hour"]
+    assert run(args) == 0, capsys.readouterr().err
+    complete = read_tree(target)
+    lost = os.path.join("2m_temperature", "c", "1", "0", "0", "0")
+    os.remove(os.path.join(target, lost))
+    assert run(["verify", target]) == 1
+    assert run(args) != 0  # without --resume the existing output is refused
+    assert "already exists" in capsys.readouterr().err
+    assert run([*args, "--resume"]) == 0, capsys.readouterr().err
+    assert run(["verify", target]) == 0
+    assert read_tree(target) == complete

@@ -111,6 +111,7 @@ def _climatology(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         num_threads=args.num_threads,
         beam_args=beam_args,
         storage_options=launch.parse_storage_options(args.storage_option),
+        resume=args.resume,
         skipna=not args.keep_nan,
         min_count=args.min_count,
         ddof=args.ddof,
@@ -272,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     climatology.add_argument("--min-count", type=int, metavar="N")
     climatology.add_argument("--ddof", type=int, default=0)
     add_output_arguments(climatology)
+    climatology.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: write into the existing output, "
+        "skipping chunks already there (creates it if missing)",
+    )
     _add_storage_options(climatology)
     climatology.set_defaults(func=_climatology)
 

@@ -185,6 +185,7 @@ def climatology_job(
     beam_args: Sequence[str] = (),
     out: Printer = print,
     storage_options: Mapping[str, Any] | None = None,
+    resume: bool = False,
     **kwargs: Any,
 ) -> JobResult:
     """A climatology of a Zarr store, written to a new store, verbosely.
@@ -201,6 +202,8 @@ def climatology_job(
       mode: output store mode ('w-', 'w', 'r+').
       num_threads: chunks read and reduced at once by a worker.
       beam_args, out, storage_options: as for ``rechunk_job``.
+      resume: continue an interrupted run (see ``ChunksToZarr``): output
+        chunks already in the store are not written again.
 
     Example:
       ``climatology_job('era5.zarr', 'clim.zarr', ('month', 'hour'))``
@@ -250,6 +253,7 @@ def climatology_job(
             zarr_chunks,
             mode=mode,
             storage_options=storage_options,
+            resume=resume,
         )
     )
     result, seconds = _run(

@@ -109,7 +109,7 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _block_shape(array: zarr.Array) -> tuple[int, ...]:
+def block_shape(array: zarr.Array) -> tuple[int, ...]:
     shards = getattr(array, "shards", None)
     return tuple(shards) if shards else tuple(array.chunks)
 
@@ -139,7 +139,7 @@ def _chunk_key_parser(array: zarr.Array):
     return parse
 
 
-def _present(
+def present_blocks(
     array: zarr.Array, location: str, storage_options: Mapping[str, Any] | None
 ) -> set[tuple[int, ...]]:
     """Chunk indices with an object in the store, from one listing."""
@@ -196,13 +196,13 @@ def verify_zarr(
     arrays = dict(group.arrays())
     for name, array in sorted(arrays.items()):
         dims = tuple(_dims(array))
-        blocks = _block_shape(array)
+        blocks = block_shape(array)
         grid = [
             math.ceil(n / b) if b else 0
             for n, b in zip(array.shape, blocks, strict=True)
         ]
         expected = set(itertools.product(*(range(g) for g in grid)))
-        present = _present(array, location, storage_options)
+        present = present_blocks(array, location, storage_options)
         missing = sorted(expected - present)
         unreadable = []
         if decode:

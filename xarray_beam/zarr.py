@@ -9,6 +9,7 @@ input, puts its variables into place. Building the transforms writes nothing.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import uuid
 import warnings
@@ -21,7 +22,8 @@ import numpy as np
 import xarray
 from xarray.backends.zarr import encode_zarr_variable
 
-from xarray_beam import core, stores, templates, threadmap
+from xarray_beam import core, stores, templates, threadmap, write_guard
+from xarray_beam import verify as verify_lib
 from xarray_beam import zarr_layout as layout_lib
 from xarray_beam.core import Key
 from xarray_beam.stores import StoreLike
@@ -322,48 +324,106 @@ def _stored_values(
 
 
 class _ZarrWriter:
-    """Writes chunks into a store, opening its arrays once per process."""
+    """Writes chunks into a store, opening its arrays once per process.
 
-    def __init__(self, store: Any, storage_options: Mapping[str, Any] | None):
+    With ``resume``, the objects already in the store are listed once per
+    array and process, and chunks whose objects all exist are skipped. With
+    ``guard``, a chunk object is never replaced by other bytes (see
+    ``write_guard``): a retried write is fine, a duplicate key is an error.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        storage_options: Mapping[str, Any] | None,
+        resume: bool = False,
+        guard: bool = False,
+    ):
         self._store = store
         self._storage_options = storage_options
+        self._resume = resume
+        self._guard = guard
         self._init_cache()
 
     def _init_cache(self) -> None:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._arrays: dict[str, Any] = {}
+        self._present: dict[str, tuple[tuple[int, ...], set]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"store": self._store, "storage_options": self._storage_options}
+        return {
+            "store": self._store,
+            "storage_options": self._storage_options,
+            "resume": self._resume,
+            "guard": self._guard,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._store = state["store"]
         self._storage_options = state["storage_options"]
+        self._resume = state["resume"]
+        self._guard = state["guard"]
         self._init_cache()
 
     def _arrays_for(self, target: layout_lib.ZarrTarget) -> dict[str, Any]:
         with self._lock:
             if self._token != target.token:
-                group = stores.open_group(self._store, "r+", self._storage_options)
+                if self._guard:
+                    group = write_guard.open_guarded_group(
+                        self._store, self._storage_options
+                    )
+                else:
+                    group = stores.open_group(self._store, "r+", self._storage_options)
                 self._arrays = {
                     name: stores.writing_every_chunk(group[name])
                     for name in target.variables
                 }
+                if self._resume:
+                    self._present = {
+                        name: (
+                            verify_lib.block_shape(array),
+                            verify_lib.present_blocks(
+                                array, self._store, self._storage_options
+                            ),
+                        )
+                        for name, array in self._arrays.items()
+                    }
                 self._token = target.token
             return self._arrays
 
+    def _written(self, regions: list[tuple[str, tuple[slice, ...]]]) -> bool:
+        """Whether every object these regions cover is already in the store."""
+        for name, region in regions:
+            blocks, present = self._present[name]
+            ranges = [
+                range(r.start // b, -(-r.stop // b))
+                for r, b in zip(region, blocks, strict=True)
+            ]
+            if any(index not in present for index in itertools.product(*ranges)):
+                return False
+        return True
+
     def write(
         self, key: Key, chunk: xarray.Dataset, target: layout_lib.ZarrTarget
-    ) -> int:
-        """Validate and write one chunk; returns the bytes written."""
+    ) -> int | None:
+        """Validate and write one chunk; returns the bytes written (None if
+        resuming and the chunk is already in the store)."""
         regions = layout_lib.chunk_regions(target, key, chunk)
         arrays = self._arrays_for(target)
+        if self._resume and self._written(regions):
+            return None
 
         def write_variable(item: tuple[str, tuple[slice, ...]]) -> int:
             name, region = item
             values = _stored_values(name, chunk.variables[name], target.variables[name])
-            arrays[name][region] = values
+            try:
+                arrays[name][region] = values
+            except write_guard.ConflictingWriteError as error:
+                raise ValueError(
+                    f"chunk {key}, variable {name!r}: {error}. Each key must be "
+                    f"written once; check the pipeline for duplicate keys"
+                ) from error
             return values.nbytes
 
         return sum(threadmap.map_variables(write_variable, regions))
@@ -378,8 +438,11 @@ class _ZarrWriter:
             )
         key, chunk = element
         written = self.write(key, chunk, target)
-        core._count("chunks_written")
-        core._count("bytes_written", written)
+        if written is None:
+            core._count("chunks_skipped")
+        else:
+            core._count("chunks_written")
+            core._count("bytes_written", written)
         yield key
 
 
@@ -451,8 +514,14 @@ class ChunksToZarr(beam.PTransform):
         existing Zarr store; 'r+' writes into an existing store whose metadata
         must match the template.
       storage_options: fsspec options for URLs, carried to the workers.
+      resume: continue an interrupted run: if the store exists it is written
+        with mode 'r+' (its metadata must match the template), and chunks
+        whose Zarr objects all exist are skipped (found with one listing per
+        array and worker, not one request per chunk). If it does not exist,
+        it is created as with the default mode. Chunk objects are written
+        whole and atomically, so an existing object is a complete one.
 
-    The output is the PCollection of keys written.
+    The output is the PCollection of keys written (or skipped on resume).
 
     Raises (when the pipeline is built, for a Dataset template):
       FileExistsError: if the store exists and mode is not 'w' or 'r+'.
@@ -486,8 +555,14 @@ class ChunksToZarr(beam.PTransform):
         encoding: Mapping[str, Mapping[str, Any]] | None = None,
         mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        resume: bool = False,
     ):
         super().__init__()
+        if resume and mode == "w":
+            raise ValueError(
+                "resume=True continues writing an existing store; mode='w' would "
+                "delete it first"
+            )
         if template is not None and not isinstance(
             template, xarray.Dataset | beam.pvalue.AsSideInput
         ):
@@ -506,6 +581,12 @@ class ChunksToZarr(beam.PTransform):
             stores.check_mode_name(mode, needs_setup),
             storage_options,
         )
+        if resume and not isinstance(self.options.store, str):
+            raise TypeError(
+                "resume=True needs the store as a path or URL (its objects are "
+                "listed with fsspec)"
+            )
+        self.resume = resume
         self.template = template
         self.num_threads = num_threads
         if isinstance(template, xarray.Dataset) and self.options.mode != "r+":
@@ -521,6 +602,10 @@ class ChunksToZarr(beam.PTransform):
             _target_from_store(self.template, options, token="")
 
     def expand(self, pcoll):
+        if self.resume and self.options.mode != "r+":
+            state = stores.store_state(self.options.store, self.options.storage_options)
+            if state == "zarr":
+                self.options = dataclasses.replace(self.options, mode="r+")
         start = pcoll.pipeline | "StartSetup" >> beam.Create([None])
         if isinstance(self.template, xarray.Dataset):
             self._check_store_now()
@@ -543,7 +628,13 @@ class ChunksToZarr(beam.PTransform):
                 beam.pvalue.AsSingleton(skeleton),
                 self.options,
             )
-        writer = _ZarrWriter(self.options.store, self.options.storage_options)
+        # Chunks of a store this pipeline creates (or resumes) are written
+        # once each: replacing one with other bytes means duplicate keys.
+        # With mode 'r+' a pipeline may deliberately rewrite existing data.
+        guard = self.resume or self.options.mode != "r+"
+        writer = _ZarrWriter(
+            self.options.store, self.options.storage_options, self.resume, guard
+        )
         return pcoll | "WriteChunks" >> beam.ParDo(
             threadmap.ThreadMapWithSideInput(writer, self.num_threads),
             beam.pvalue.AsSingleton(target),
