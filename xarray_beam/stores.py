@@ -13,6 +13,7 @@ from typing import Any, Literal
 import fsspec
 import zarr
 import zarr.abc.store
+from zarr.core.sync import sync
 
 StoreLike = str | os.PathLike | zarr.abc.store.Store
 Mode = Literal["w-", "w", "r+"]
@@ -75,13 +76,16 @@ def store_state(
     store: str | zarr.abc.store.Store,
     storage_options: Mapping[str, Any] | None = None,
 ) -> State:
-    """What is at a store location: nothing, an empty directory, Zarr, or else."""
+    """What is at a store location: nothing, an empty directory, Zarr, or else.
+
+    A zarr Store object is never "missing": it is empty, Zarr, or else.
+    """
     if isinstance(store, zarr.abc.store.Store):
-        try:
-            open_group(store, "r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
-            return "missing"
-        return "zarr"
+        # A Store may wrap a directory or bucket the user also keeps other data
+        # in; mode='w' clears the whole Store, so "not Zarr" must mean "other".
+        if any(sync(store.exists(name)) for name in _ZARR_MARKERS):
+            return "zarr"
+        return "empty" if sync(store.is_empty("")) else "other"
     fs, path = fsspec.core.url_to_fs(store, **(storage_options or {}))
     if not fs.exists(path):
         return "missing"

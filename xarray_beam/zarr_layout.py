@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -36,6 +37,10 @@ CF_ENCODING_KEYS = frozenset(
     }
 )
 _LAYOUT_KEYS = ("chunks", "shards")
+# Keys a store keeps its own metadata under (Zarr v3 and v2). A node of that
+# name would collide with the metadata of the group holding it; compared
+# case-insensitively since some file systems are.
+_METADATA_KEYS = frozenset({"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +105,72 @@ class ZarrTarget:
     indexes: Mapping[str, np.ndarray]
     zarr_format: int = 3
     token: str = ""
+
+
+def _name_problem(name: Hashable) -> str | None:
+    """Why ``name`` cannot name a Zarr node inside a store, or None."""
+    if not isinstance(name, str):
+        return f"is of type {type(name).__name__}, but Zarr names are strings"
+    if not name:
+        return "is empty, but every Zarr array needs a name"
+    if "/" in name or "\\" in name:
+        return (
+            "would escape the store or create nested groups: names may not "
+            "contain '/' or '\\', which Zarr reads as path separators"
+        )
+    if set(name) == {"."}:
+        return (
+            "is made only of '.', which Zarr forbids since '.' and '..' are "
+            "relative paths that would escape the store"
+        )
+    for char in name:
+        if unicodedata.category(char) == "Cc":
+            return (
+                f"contains the control character {char!r}; names may not "
+                f"contain NUL or other control characters"
+            )
+        if unicodedata.category(char) == "Cs":
+            return f"contains the lone surrogate {char!r}, which is not valid UTF-8"
+    if name.lower() in _METADATA_KEYS:
+        return (
+            "is the name of a Zarr metadata file; an array of that name would "
+            "collide with the store's own metadata"
+        )
+    return None
+
+
+def check_names(template: xarray.Dataset) -> None:
+    """Raise unless every variable and dimension name is a safe Zarr name.
+
+    Each variable becomes a Zarr array at ``<store>/<name>``, and each
+    dimension may get a coordinate array of the same name, so names must stay
+    inside the store: non-empty strings with no path separator, not made only
+    of periods, no control characters, and not a Zarr metadata key. Names
+    starting with ``'__'`` (reserved by the Zarr v3 spec, but not enforced by
+    zarr-python and used by xarray for unnamed DataArrays) are allowed.
+
+    Args:
+      template: the dataset whose variables and dimensions are to be written.
+
+    Raises:
+      ValueError: naming the first bad variable or dimension and what is
+        wrong with it.
+
+    Example:
+      >>> check_names(xarray.Dataset({'../t': ('x', [1.0])}))
+      Traceback (most recent call last):
+      ...
+      ValueError: variable name '../t' would escape the store or create nested ...
+    """
+    named = [("variable", n) for n in template.variables]
+    named += [("dimension", d) for d in template.dims if d not in template.variables]
+    for what, name in named:
+        problem = _name_problem(name)
+        if problem is not None:
+            raise ValueError(
+                f"{what} name {name!r} {problem}; rename it (Dataset.rename) "
+                f"before writing"
+            )
 
 
 def _check_dim_spec(
@@ -176,8 +247,9 @@ def plan_target(
       encoding: per-variable encoding; ``chunks``/``shards`` here win.
 
     Raises:
-      ValueError: for unknown dimensions or variables, invalid sizes, shards
-        that are not multiples of chunks, or shards with Zarr format 2.
+      ValueError: for unsafe names (see ``check_names``), unknown dimensions
+        or variables, invalid sizes, shards that are not multiples of chunks,
+        or shards with Zarr format 2.
 
     Example:
       >>> from xarray_beam.templates import make_template
@@ -185,6 +257,7 @@ def plan_target(
       >>> plan_target(make_template(ds), {'time': 5}).variables['t'].chunks
       (5, 4)
     """
+    check_names(template)
     zarr_format = check_zarr_format(zarr_format)
     zarr_chunks = _check_dim_spec("zarr_chunks", zarr_chunks, template)
     zarr_shards = _check_dim_spec("zarr_shards", zarr_shards, template)

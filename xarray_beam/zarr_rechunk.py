@@ -148,6 +148,22 @@ def _check_temp_store(location: Any, storage_options: Mapping | None) -> None:
     )
 
 
+def _check_apart(temp: Any, source: Any, target: Any) -> None:
+    """Refuse a temp store that is, holds, or lies inside the source or target,
+    since it is written and then deleted."""
+    if not isinstance(temp, str):
+        return
+    for what, location in (("source", source), ("target", target)):
+        if not isinstance(location, str):
+            continue
+        a, b = temp.rstrip("/") + "/", location.rstrip("/") + "/"
+        if a.startswith(b) or b.startswith(a):
+            raise ValueError(
+                f"temp_store {temp} overlaps the {what} store {location}; it is "
+                f"deleted after rechunking, so choose a separate location"
+            )
+
+
 def _setup_temp(
     location: Any,
     storage_options: Mapping | None,
@@ -171,10 +187,10 @@ def _remove_temp(
     The location itself is removed only if xarray_beam chose it; a directory
     the user named is emptied.
     """
+    _check_temp_store(location, storage_options)
     if isinstance(location, zarr.abc.store.Store):
         zarr.open_group(location, mode="w")
         return
-    _check_temp_store(location, storage_options)
     fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
     if not fs.exists(path):
         return
@@ -319,7 +335,9 @@ class RechunkZarr(beam.PTransform):
 
     Raises:
       ValueError: when built, for target chunks naming unknown dimensions,
-        invalid sizes, chunks larger than max_mem, or ``min_mem > max_mem``.
+        invalid sizes, chunks larger than max_mem, ``min_mem > max_mem``,
+        unsafe variable or dimension names (see ``check_names``), or a
+        temp_store that overlaps the source or target.
       FileExistsError, FileNotFoundError: for target or temp store conflicts.
 
     Example:
@@ -361,6 +379,7 @@ class RechunkZarr(beam.PTransform):
         kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
         dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
         arrays = stores.open_group(self.source, "r", storage_options)
+        zarr_lib.layout_lib.check_names(dataset)
         names = [n for n, v in dataset.data_vars.items() if v.ndim]
         needs_temp = any(len(p.stages) > 1 for p in self.plan.plans)
         self._temp_is_default = temp_store is None
@@ -369,6 +388,7 @@ class RechunkZarr(beam.PTransform):
             if temp_store is not None
             else (_default_temp_store(self.target) if needs_temp else None)
         )
+        _check_apart(self.temp_store, self.source, self.target)
         user_encoding = zarr_lib.layout_lib.check_encoding(encoding, dataset)
         layout_encoding = {}
         for name in names:
