@@ -8,6 +8,7 @@ coordinates) are written once when a store is set up.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
@@ -195,6 +196,8 @@ class Skeleton:
         carrying dims, dtype, attrs and encoding, and its role: 'data',
         'coord' or 'index'.
       attrs: dataset attributes of the first chunk seen.
+      counts: number of chunks seen per (dimensions, variables) of a chunk,
+        to catch duplicate keys (more chunks than places for them).
     """
 
     pieces: dict[str, dict[int, tuple[int, np.ndarray | None]]] = dataclasses.field(
@@ -204,6 +207,7 @@ class Skeleton:
         default_factory=dict
     )
     attrs: dict[str, Any] | None = None
+    counts: dict[tuple, int] = dataclasses.field(default_factory=dict)
 
 
 def skeleton_of(key: Key, chunk: xarray.Dataset) -> Skeleton:
@@ -219,7 +223,8 @@ def skeleton_of(key: Key, chunk: xarray.Dataset) -> Skeleton:
             role = "index"
         empty = var.isel({d: slice(0, 0) for d in var.dims}).to_base_variable()
         variables[name] = (empty.copy(deep=True), role)
-    return Skeleton(pieces, variables, dict(chunk.attrs))
+    kind = (tuple(sorted(chunk.sizes)), tuple(sorted(chunk.data_vars)))
+    return Skeleton(pieces, variables, dict(chunk.attrs), {kind: 1})
 
 
 def merge_skeletons(skeletons: Iterable[Skeleton]) -> Skeleton:
@@ -228,6 +233,8 @@ def merge_skeletons(skeletons: Iterable[Skeleton]) -> Skeleton:
     for skeleton in skeletons:
         if merged.attrs is None:
             merged.attrs = skeleton.attrs
+        for kind, count in skeleton.counts.items():
+            merged.counts[kind] = merged.counts.get(kind, 0) + count
         for dim, pieces in skeleton.pieces.items():
             known = merged.pieces.setdefault(dim, {})
             for offset, (size, index) in pieces.items():
@@ -286,6 +293,14 @@ def template_from_skeleton(
         chunk_sizes[dim] = pieces[min(pieces)][0]
         if all(part is not None for part in index_parts):
             indexes[dim] = np.concatenate(index_parts)
+    for (dims, names), count in skeleton.counts.items():
+        places = math.prod(len(skeleton.pieces[d]) for d in dims)
+        if count > places:
+            raise ValueError(
+                f"cannot infer a template: {count} chunks of variables "
+                f"{list(names)} fill only {places} places along {list(dims)}; "
+                f"some keys are duplicated"
+            )
     data_vars = {}
     coords = {}
     for name, (example, role) in skeleton.variables.items():

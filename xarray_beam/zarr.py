@@ -22,6 +22,7 @@ import numpy as np
 import xarray
 from xarray.backends.zarr import encode_zarr_variable
 
+from xarray_beam import append as append_lib
 from xarray_beam import core, stores, templates, threadmap, write_guard
 from xarray_beam import verify as verify_lib
 from xarray_beam import zarr_layout as layout_lib
@@ -338,11 +339,13 @@ class _ZarrWriter:
         storage_options: Mapping[str, Any] | None,
         resume: bool = False,
         guard: bool = False,
+        shift: Mapping[str, int] | None = None,
     ):
         self._store = store
         self._storage_options = storage_options
         self._resume = resume
         self._guard = guard
+        self._shift = dict(shift or {})
         self._init_cache()
 
     def _init_cache(self) -> None:
@@ -357,6 +360,7 @@ class _ZarrWriter:
             "storage_options": self._storage_options,
             "resume": self._resume,
             "guard": self._guard,
+            "shift": self._shift,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -364,6 +368,7 @@ class _ZarrWriter:
         self._storage_options = state["storage_options"]
         self._resume = state["resume"]
         self._guard = state["guard"]
+        self._shift = state["shift"]
         self._init_cache()
 
     def _arrays_for(self, target: layout_lib.ZarrTarget) -> dict[str, Any]:
@@ -409,6 +414,14 @@ class _ZarrWriter:
     ) -> int | None:
         """Validate and write one chunk; returns the bytes written (None if
         resuming and the chunk is already in the store)."""
+        if self._shift:  # appending: keys count from the start of the new data
+            key = key.with_offsets(
+                **{
+                    d: key.offsets[d] + s
+                    for d, s in self._shift.items()
+                    if d in key.offsets
+                }
+            )
         regions = layout_lib.chunk_regions(target, key, chunk)
         arrays = self._arrays_for(target)
         if self._resume and self._written(regions):
@@ -468,6 +481,12 @@ def write_chunk_to_zarr(
     _ZarrWriter(options.store, storage_options).write(key, chunk, target)
 
 
+def _append_setup(_, template, options: _WriteOptions, plan: append_lib.AppendPlan):
+    append_lib.extend_store(options.store, template, plan, options.storage_options)
+    full = append_lib.full_template(template, plan)
+    return _target_from_store(full, options, token=uuid.uuid4().hex)
+
+
 def _setup_from_side_input(_, template, options: _WriteOptions):
     return _setup(template, options)
 
@@ -520,6 +539,11 @@ class ChunksToZarr(beam.PTransform):
         array and worker, not one request per chunk). If it does not exist,
         it is created as with the default mode. Chunk objects are written
         whole and atomically, so an existing object is a complete one.
+      append_dim: append the chunks (keyed from the start of the new data)
+        to the existing store along this dimension: ``template`` describes
+        the new data only, its labels must all come after the store's (or be
+        its last ones: re-running an append is a no-op, and completes an
+        interrupted one). Checked before anything is written.
 
     The output is the PCollection of keys written (or skipped on resume).
 
@@ -556,8 +580,20 @@ class ChunksToZarr(beam.PTransform):
         mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
         resume: bool = False,
+        append_dim: str | None = None,
     ):
         super().__init__()
+        if append_dim is not None:
+            if mode not in (None, "r+") or not needs_setup:
+                raise ValueError(
+                    f"append_dim writes into an existing store; it conflicts with "
+                    f"mode={mode!r}"
+                )
+            if not isinstance(template, xarray.Dataset):
+                raise TypeError(
+                    "append_dim needs the template of the new data as an xarray.Dataset"
+                )
+            mode, resume = "r+", True
         if resume and mode == "w":
             raise ValueError(
                 "resume=True continues writing an existing store; mode='w' would "
@@ -587,9 +623,12 @@ class ChunksToZarr(beam.PTransform):
                 "listed with fsspec)"
             )
         self.resume = resume
+        self.append_dim = append_dim
         self.template = template
         self.num_threads = num_threads
-        if isinstance(template, xarray.Dataset) and self.options.mode != "r+":
+        if append_dim is not None:
+            layout_lib.check_names(template)
+        elif isinstance(template, xarray.Dataset) and self.options.mode != "r+":
             layout_lib.plan_target(
                 template, zarr_chunks, zarr_shards, zarr_format, encoding
             )
@@ -607,7 +646,19 @@ class ChunksToZarr(beam.PTransform):
             if state == "zarr":
                 self.options = dataclasses.replace(self.options, mode="r+")
         start = pcoll.pipeline | "StartSetup" >> beam.Create([None])
-        if isinstance(self.template, xarray.Dataset):
+        shift = None
+        if self.append_dim is not None:
+            plan = append_lib.plan_append(
+                self.options.store,
+                self.template,
+                self.append_dim,
+                self.options.storage_options,
+            )
+            shift = {self.append_dim: plan.offset}
+            target = start | "ExtendZarr" >> beam.Map(
+                _append_setup, self.template, self.options, plan
+            )
+        elif isinstance(self.template, xarray.Dataset):
             self._check_store_now()
             target = start | "SetupZarr" >> beam.Map(
                 _setup_from_side_input, self.template, self.options
@@ -633,7 +684,7 @@ class ChunksToZarr(beam.PTransform):
         # With mode 'r+' a pipeline may deliberately rewrite existing data.
         guard = self.resume or self.options.mode != "r+"
         writer = _ZarrWriter(
-            self.options.store, self.options.storage_options, self.resume, guard
+            self.options.store, self.options.storage_options, self.resume, guard, shift
         )
         return pcoll | "WriteChunks" >> beam.ParDo(
             threadmap.ThreadMapWithSideInput(writer, self.num_threads),
