@@ -37,6 +37,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="output store mode (default: w for the default output, which is "
         "replaced on every run; w- otherwise, which refuses an existing store)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the existing output, skipping "
+        "what is already written",
+    )
 
 
 def parse(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, list]:
@@ -62,5 +68,8 @@ def input_store(args: argparse.Namespace) -> str:
 
 
 def output_mode(args: argparse.Namespace, output_given: bool) -> str | None:
-    """The output store mode: as asked, else 'w' for our own default output."""
+    """The output store mode: as asked, else 'w' for our own default output
+    (but never when resuming, which writes into what is there)."""
+    if args.resume:
+        return args.mode
     return args.mode if args.mode or output_given else "w"

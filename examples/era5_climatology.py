@@ -88,12 +88,6 @@ def main(argv: list[str] | None = None) -> dict:
         choices=("mean", "sum", "count", "min", "max", "var", "std"),
     )
     parser.add_argument("--png", help="where the map goes (default in --output-dir)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run into the existing --output, skipping "
-        "chunks already written",
-    )
     args, beam_args = _common.parse(parser, argv)
     source = _common.input_store(args)
     output = args.output or os.path.join(args.output_dir, "climatology.zarr")

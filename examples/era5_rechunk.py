@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         beam_args=beam_args,
         mode=_common.output_mode(args, args.output is not None),
         num_threads=args.num_threads,
+        resume=args.resume,
     )
     return {"job": result, "output": output, "input": source}
 

@@ -532,3 +532,14 @@ def test_climatology_resume_restores_a_lost_chunk(capsys, tmp_path, store):
     assert run([*args, "--resume"]) == 0, capsys.readouterr().err
     assert run(["verify", target]) == 0
     assert read_tree(target) == complete
+
+
+def test_rechunk_resume_restores_a_lost_chunk(capsys, tmp_path, store):
+    target = str(tmp_path / "pencils.zarr")
+    args = ["rechunk", store, target, "--target-chunks", "time=-1,latitude=5"]
+    assert run(args) == 0, capsys.readouterr().err
+    complete = read_tree(target)
+    os.remove(os.path.join(target, "2m_temperature", "c", "0", "1", "0"))
+    assert run(["verify", target]) == 1
+    assert run([*args, "--resume"]) == 0, capsys.readouterr().err
+    assert read_tree(target) == complete

@@ -18,7 +18,7 @@ import zarr.storage
 from helpers import read_tree
 
 import xarray_beam as xb
-from xarray_beam import region_io, synthetic
+from xarray_beam import region_io, synthetic, zarr_rechunk
 
 PENCILS = {"time": -1, "latitude": 5, "longitude": 6}
 # With time chunks of 4 (48 hours on the 10 degree grid), this budget gives a
@@ -678,3 +678,48 @@ def test_region_io_handles_strided_buffers_with_many_rows(tmp_path, direct):
     np.testing.assert_array_equal(rows[:, [0, 3, 4]], 0)
     reopened = zarr.open_group(str(tmp_path / "temp.zarr"), mode="r")["a"]
     np.testing.assert_array_equal(reopened[...], expected)
+
+
+def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypatch):
+    """A two-pass rechunk fails in its second pass; resumed, it keeps the temp
+    store, skips what was written, and gives the uninterrupted result."""
+    source = _write_era5(
+        tmp_path / "src.zarr", 48, chunks={"time": 48, "latitude": 2, "longitude": 3}
+    )
+    pancake_chunks = {"time": 6, "latitude": -1, "longitude": -1}
+    reference = str(tmp_path / "reference.zarr")
+    plan = xb.rechunk_zarr(source, reference, pancake_chunks, max_mem=100_000)
+    assert len(plan.plans[0].stages) == 2
+
+    target = str(tmp_path / "dst.zarr")
+    real_call = zarr_rechunk._RegionCopier.__call__
+    copies = {"final": 0}
+
+    def failing_call(self, key, token):
+        if not self._target.temporary:
+            copies["final"] += 1
+            if copies["final"] > 3:
+                raise RuntimeError("simulated failure in the last pass")
+        yield from real_call(self, key, token)
+
+    monkeypatch.setattr(zarr_rechunk._RegionCopier, "__call__", failing_call)
+    with pytest.raises(Exception, match="simulated failure"):
+        xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000)
+    monkeypatch.setattr(zarr_rechunk._RegionCopier, "__call__", real_call)
+    temp = target + ".rechunk-temp"
+    assert os.path.exists(temp)  # kept after the failure
+    assert not xb.verify_zarr(target).complete
+    temp_files = {
+        p: os.stat(os.path.join(temp, p)).st_ino for p in read_tree(temp) if "/c/" in p
+    }
+    assert temp_files
+
+    with pytest.raises(FileExistsError):
+        xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000)
+    xb.rechunk_zarr(
+        source, target, pancake_chunks, max_mem=100_000, resume=True, keep_temp=True
+    )
+    # The first pass was complete: its objects were kept, not rewritten.
+    assert {p: os.stat(os.path.join(temp, p)).st_ino for p in temp_files} == temp_files
+    assert xb.verify_zarr(target).complete
+    assert read_tree(target) == read_tree(reference)

@@ -92,6 +92,7 @@ def _rechunk(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         target_shards=args.target_shards,
         zarr_format=args.zarr_format,
         keep_temp=args.keep_temp,
+        resume=args.resume,
     )
     return 0
 
@@ -217,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--num-threads", type=int, metavar="N", help="tasks a worker runs at once"
         )
+        sub.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue an interrupted run: write into the existing output, "
+            "skipping what is already there (creates it if missing)",
+        )
 
     rechunk = commands.add_parser(
         "rechunk",
@@ -273,12 +280,6 @@ def build_parser() -> argparse.ArgumentParser:
     climatology.add_argument("--min-count", type=int, metavar="N")
     climatology.add_argument("--ddof", type=int, default=0)
     add_output_arguments(climatology)
-    climatology.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run: write into the existing output, "
-        "skipping chunks already there (creates it if missing)",
-    )
     _add_storage_options(climatology)
     climatology.set_defaults(func=_climatology)
 

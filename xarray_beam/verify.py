@@ -154,6 +154,18 @@ def present_blocks(
     return found
 
 
+def region_blocks(
+    region: tuple[slice, ...], blocks: tuple[int, ...]
+) -> itertools.product:
+    """Indices of the stored objects (of shape ``blocks``) a region touches."""
+    return itertools.product(
+        *(
+            range(r.start // b, -(-r.stop // b))
+            for r, b in zip(region, blocks, strict=True)
+        )
+    )
+
+
 def _region(index, blocks, shape) -> tuple[tuple[int, int], ...]:
     return tuple(
         (i * b, min((i + 1) * b, n))

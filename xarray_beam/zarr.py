@@ -9,7 +9,6 @@ input, puts its variables into place. Building the transforms writes nothing.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import threading
 import uuid
 import warnings
@@ -401,11 +400,7 @@ class _ZarrWriter:
         """Whether every object these regions cover is already in the store."""
         for name, region in regions:
             blocks, present = self._present[name]
-            ranges = [
-                range(r.start // b, -(-r.stop // b))
-                for r, b in zip(region, blocks, strict=True)
-            ]
-            if any(index not in present for index in itertools.product(*ranges)):
+            if any(i not in present for i in verify_lib.region_blocks(region, blocks)):
                 return False
         return True
 

@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from xarray_beam import chunks as chunks_lib
 from xarray_beam import core, planning, region_io, stores, templates, threadmap
+from xarray_beam import verify as verify_lib
 from xarray_beam import zarr as zarr_lib
 from xarray_beam.core import Key
 from xarray_beam.stores import StoreLike
@@ -72,24 +73,38 @@ class _RegionCopier:
         dims: tuple[str, ...],
         regions: tuple[int, ...],
         concurrency: int,
+        resume: bool = False,
     ):
         self._source = source
         self._target = target
         self._dims = dims
         self._regions = regions
         self._concurrency = concurrency
+        self._resume = resume
         self._init_cache()
 
     def _init_cache(self) -> None:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._arrays: dict[str, tuple[region_io.RegionIO, region_io.RegionIO]] = {}
+        self._present: dict[str, set] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for name in ("_lock", "_token", "_arrays"):
+        for name in ("_lock", "_token", "_arrays", "_present"):
             state.pop(name)
         return state
+
+    def _done(self, name: str, array: zarr.Array, region: tuple[slice, ...]) -> bool:
+        """Whether a resumed run finds every object of ``region`` written."""
+        with self._lock:
+            if name not in self._present:
+                self._present[name] = verify_lib.present_blocks(
+                    array, self._target.store, self._target.storage_options
+                )
+            present = self._present[name]
+        blocks = verify_lib.block_shape(array)
+        return all(i in present for i in verify_lib.region_blocks(region, blocks))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -101,6 +116,7 @@ class _RegionCopier:
         with self._lock:
             if token != self._token:
                 self._arrays = {}
+                self._present = {}
                 self._token = token
             if name not in self._arrays:
                 self._arrays[name] = (
@@ -117,6 +133,10 @@ class _RegionCopier:
             slice(key.offsets.get(d, 0), min(key.offsets.get(d, 0) + size, n))
             for d, size, n in zip(self._dims, self._regions, shape, strict=True)
         )
+        if self._resume and self._done(name, target.array, region):
+            core._count("rechunk_regions_skipped")
+            yield 0
+            return
         buffer = np.empty(tuple(s.stop - s.start for s in region), source.array.dtype)
         source.read(region, buffer)
         target.write(region, buffer)
@@ -164,13 +184,34 @@ def _check_apart(temp: Any, source: Any, target: Any) -> None:
             )
 
 
+def _temp_matches(location: Any, storage_options: Mapping | None, layouts) -> bool:
+    """Whether a temporary store left by an earlier run has exactly these arrays."""
+    if stores.store_state(location, storage_options) != "zarr":
+        return False
+    root = stores.open_group(location, "r", storage_options)
+    try:
+        for number, name, shape, dtype, _, chunks in layouts:
+            array = root[f"{_pass_path(number)}/{name}"]
+            if (array.shape, array.chunks, array.dtype) != (shape, chunks, dtype):
+                return False
+    except KeyError:
+        return False
+    return True
+
+
 def _setup_temp(
     location: Any,
     storage_options: Mapping | None,
     layouts: list[tuple[int, str, tuple[int, ...], np.dtype, Any, tuple[int, ...]]],
+    resume: bool = False,
 ) -> None:
-    """Create the temporary store's arrays: uncompressed, one group per pass."""
+    """Create the temporary store's arrays: uncompressed, one group per pass.
+
+    When resuming, a temporary store of the same plan is kept as it is.
+    """
     _check_temp_store(location, storage_options)
+    if resume and _temp_matches(location, storage_options, layouts):
+        return
     kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
     root = zarr.open_group(location, mode="w", zarr_format=3, **kwargs)
     root.attrs[_TEMP_MARKER] = True
@@ -212,6 +253,7 @@ class _Setup:
     temp: Any
     temp_layouts: tuple
     variables: tuple[str, ...]
+    resume: bool = False
 
     def __call__(self, _) -> str:
         target = zarr_lib._setup(self.template, self.options)
@@ -223,7 +265,10 @@ class _Setup:
             _check_same_stored_dtype(name, source[name].dtype, written[name].dtype)
         if self.temp_layouts:
             _setup_temp(
-                self.temp, self.options.storage_options, list(self.temp_layouts)
+                self.temp,
+                self.options.storage_options,
+                list(self.temp_layouts),
+                self.resume,
             )
         return target.token
 
@@ -331,6 +376,9 @@ class RechunkZarr(beam.PTransform):
       storage_options: fsspec options for the source, target and temp stores.
       num_threads: tasks a worker runs at once (memory grows accordingly).
       keep_temp: keep the temporary store (for debugging).
+      resume: continue an interrupted run: an existing target is written with
+        mode 'r+', a temporary store left by the same plan is kept, and every
+        region whose objects all exist in its destination is skipped.
       cost_model: costs used to choose the plan.
 
     Raises:
@@ -362,8 +410,17 @@ class RechunkZarr(beam.PTransform):
         num_threads: int | None = None,
         keep_temp: bool = False,
         cost_model: planning.CostModel | None = None,
+        resume: bool = False,
     ):
         super().__init__()
+        if resume and mode == "w":
+            raise ValueError(
+                "resume=True continues writing an existing target; mode='w' would "
+                "delete it first"
+            )
+        if resume and not all(isinstance(s, str) for s in (source, target)):
+            raise TypeError("resume=True needs the stores as paths or URLs")
+        self.resume = resume
         self.source = stores.normalize_store(source)
         self.target = stores.normalize_store(target)
         self.storage_options = storage_options
@@ -448,6 +505,9 @@ class RechunkZarr(beam.PTransform):
         )
 
     def expand(self, pbegin):
+        existing = self.resume and self._options.mode != "r+"
+        if existing and stores.store_state(self.target, self.storage_options) == "zarr":
+            self._options = dataclasses.replace(self._options, mode="r+")
         stores.check_mode(self.target, self._options.mode, self.storage_options)
         remove_root = self._temp_is_default
         if self.temp_store is not None:
@@ -464,6 +524,7 @@ class RechunkZarr(beam.PTransform):
             self.temp_store,
             self._temp_layouts(),
             tuple(self._names),
+            self.resume,
         )
         token = (
             pbegin | "StartSetup" >> beam.Create([None]) | "Setup" >> beam.Map(setup)
@@ -490,6 +551,7 @@ class RechunkZarr(beam.PTransform):
                     plan.dims,
                     stage.regions,
                     stage.concurrency,
+                    self.resume,
                 )
                 copied = (
                     pbegin
