@@ -247,6 +247,27 @@ def test_existing_non_empty_temp_store_is_refused_when_built(mixed_dataset, tmp_
     assert (temp / "leftover.pkl").read_bytes() == b"old"
 
 
+def test_temp_store_clean_up_removes_only_spill_files(mixed_dataset, tmp_path):
+    """An empty directory the user made is kept; files that are not ours (here
+    one that appears while the pipeline runs) are never deleted."""
+    temp = tmp_path / "partials"
+    temp.mkdir()
+
+    def drop_a_file(element):
+        (temp / "notes.txt").write_text("mine")
+        return element
+
+    with beam.Pipeline("DirectRunner") as p:
+        _ = (
+            p
+            | xbeam.DatasetToChunks(mixed_dataset, {"time": 5})
+            | beam.Map(drop_a_file)
+            | xbeam.Mean("time", temp_store=str(temp), max_mem=1)
+        )
+    assert sorted(os.listdir(temp)) == ["notes.txt"]
+    assert (temp / "notes.txt").read_text() == "mine"
+
+
 # --- weights -------------------------------------------------------------------
 
 

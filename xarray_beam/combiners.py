@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import pickle
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -433,9 +434,21 @@ class _MergeFiles:
         return key, self.reducer.finalize(self.reducer.merge(partials))
 
 
-def _remove(_, location: str, storage_options: dict | None) -> None:
+_SPILL_FILE = re.compile(r"[0-9a-f]{32}-\d+-\d+\.pkl")
+
+
+def _remove(_, location: str, storage_options: dict | None, remove_root: bool) -> None:
+    """Delete the spill files (only ours), then the location if we made it."""
     fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
-    if fs.exists(root):
+    if not fs.exists(root):
+        return
+    others = False
+    for path in fs.ls(root, detail=False):
+        if _SPILL_FILE.fullmatch(path.rstrip("/").rsplit("/", 1)[-1]):
+            fs.rm(path)
+        else:
+            others = True
+    if remove_root and not others:
         fs.rm(root, recursive=True)
 
 
@@ -474,6 +487,7 @@ class CombineThroughStorage(beam.PTransform):
                 f"temp_store {self.temp_store} already holds data; choose a new "
                 f"location"
             )
+        remove_root = state == "missing"
         merged = (
             pcoll
             | "Accumulate"
@@ -491,6 +505,7 @@ class CombineThroughStorage(beam.PTransform):
         _ = (
             merged
             | "CountMerged" >> beam.combiners.Count.Globally()
-            | "RemoveTemp" >> beam.Map(_remove, self.temp_store, self.storage_options)
+            | "RemoveTemp"
+            >> beam.Map(_remove, self.temp_store, self.storage_options, remove_root)
         )
         return merged
