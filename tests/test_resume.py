@@ -256,3 +256,21 @@ def test_mode_r_plus_may_rewrite_existing_chunks(tmp_path, source):
             | xb.ChunksToZarr(store, template, CHUNKS, mode="r+")
         )
     xarray.testing.assert_identical(xarray.open_zarr(store).compute(), changed)
+
+
+def test_a_half_written_object_is_not_taken_for_a_chunk(tmp_path, source):
+    """zarr-python writes local objects to '<name>.<random>.partial' and renames
+    them into place; what a killed write leaves behind is not a chunk."""
+    reference, store = tmp_path / "reference.zarr", tmp_path / "out.zarr"
+    _write(reference, source)
+    _write(store, source)
+    chunk = store / "t2m" / "c" / "3" / "0"
+    leftover = chunk.with_name("0.0123456789abcdef0123456789abcdef.partial")
+    leftover.write_bytes(chunk.read_bytes()[:10])  # a torn copy
+    chunk.unlink()
+    report = xb.verify_zarr(store, decode=True)
+    assert not report.complete
+    assert "t2m: 1 of 10 chunks missing: time[6:8] x x[0:5]" in str(report)
+    _write(store, source, resume=True)
+    assert xb.verify_zarr(store, decode=True).complete
+    assert _without_partials(read_tree(store)) == read_tree(reference)
