@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import uuid
@@ -449,7 +450,9 @@ def _remove(_, location: str, storage_options: dict | None, remove_root: bool) -
         else:
             others = True
     if remove_root and not others:
-        fs.rm(root, recursive=True)
+        # On object stores the "directory" is gone with its last file.
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(root, recursive=True)
 
 
 class CombineThroughStorage(beam.PTransform):
