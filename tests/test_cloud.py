@@ -278,3 +278,31 @@ def test_multi_process_workers_write_to_a_bucket_with_explicit_options(
         _load(url, bucket.storage_options), _load(local_store)
     )
     assert verify_zarr(url, storage_options=bucket.storage_options).complete
+
+
+def test_dataset_reads_rechunks_and_resumes_on_a_bucket(bucket, local_store):
+    """The high-level Dataset on a bucket: from_zarr -> rechunk -> mean ->
+    to_zarr, then a resumed write of a lost chunk."""
+    prefix = bucket.new_prefix()
+    source, target = f"{prefix}/era5.zarr", f"{prefix}/mean.zarr"
+    bucket.upload(local_store, source)
+    options = bucket.storage_options
+    ds = xb.Dataset.from_zarr(source, storage_options=options)
+    mean = ds.rechunk({"time": 24, "latitude": 10}).mean("time")
+    with beam.Pipeline("DirectRunner") as p:
+        _ = p | mean.to_zarr(target, storage_options=options)
+    expected = _load(local_store).mean("time")
+    xarray.testing.assert_allclose(
+        _load(target, options), expected, rtol=1e-6, atol=1e-6
+    )
+
+    fs = bucket.filesystem()
+    lost = f"{target}/2m_temperature/c/1/0"
+    fs.rm(lost)
+    assert not verify_zarr(target, storage_options=options).complete
+    with beam.Pipeline("DirectRunner") as p:
+        _ = p | mean.to_zarr(target, storage_options=options, resume=True)
+    assert verify_zarr(target, storage_options=options).complete
+    xarray.testing.assert_allclose(
+        _load(target, options), expected, rtol=1e-6, atol=1e-6
+    )

@@ -303,7 +303,7 @@ class Dataset:
 
     @property
     def ptransform(self) -> beam.PTransform:
-        """The transform making this dataset's chunks: ``p | ds.ptransform``."""
+        """The transform making this dataset's chunks (``p | ds.ptransform``)."""
         return _Chain(self._steps)
 
     @property
@@ -313,8 +313,8 @@ class Dataset:
 
     @property
     def itemsize(self) -> int:
-        """Bytes per element of a chunk: summed over variables, or the largest
-        variable's with ``split_vars``."""
+        """Bytes per element of a chunk (summed over variables, or the largest
+        variable's with ``split_vars``)."""
         items = [v.dtype.itemsize for v in self._template.data_vars.values()]
         if not items:
             return 0
@@ -873,6 +873,7 @@ class Dataset:
         mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
         num_threads: int | None = None,
+        resume: bool = False,
     ) -> beam.PTransform:
         """A transform writing this dataset to Zarr: ``p | ds.to_zarr(path)``.
 
@@ -891,6 +892,8 @@ class Dataset:
             writes into a matching existing store.
           storage_options: fsspec options for URLs.
           num_threads: chunks a worker writes at once.
+          resume: continue an interrupted write: chunks already in the store
+            are skipped (see ``ChunksToZarr`` and ``RechunkZarr``).
 
         Raises:
           ValueError: if this dataset's chunks do not cover whole Zarr chunks
@@ -923,6 +926,7 @@ class Dataset:
                 storage_options=storage_options
                 or pending.origin._source.storage_options,
                 num_threads=num_threads,
+                resume=resume,
             )
             return _Chain((("RechunkZarr", write),), f"{self.ptransform.label}|{label}")
         zarr_chunks, zarr_shards = self._write_units(
@@ -938,6 +942,7 @@ class Dataset:
             encoding=encoding,
             mode=mode,
             storage_options=storage_options,
+            resume=resume,
         )
         return _Chain(self._steps + ((label, write),))
 
