@@ -6,6 +6,8 @@ import re
 import setuptools
 
 _HERE = pathlib.Path(__file__).parent
+# The docs build runs in the test suite, so the test extra includes it.
+_DOCS = ["sphinx>=7", "myst-parser>=3", "furo>=2024.1", "matplotlib>=3.8"]
 _VERSION = re.search(
     r'^__version__ = "([^"]+)"',
     (_HERE / "xarray_beam" / "__init__.py").read_text(),
@@ -42,13 +44,13 @@ setuptools.setup(
             "moto[server]>=5.0",
             "gcp-storage-emulator>=2024.8.3",
             "apache-beam[gcp]>=2.60",
-            "matplotlib>=3.8",
             "build>=1.0",
+            *_DOCS,
         ],
         "examples": ["matplotlib>=3.8"],
         "gcp": ["gcsfs>=2024.6.0"],
         "s3": ["s3fs>=2024.6.0"],
-        "docs": ["sphinx>=7", "myst-parser>=3", "furo>=2024.1"],
+        "docs": _DOCS,
     },
     entry_points={"console_scripts": ["xarray-beam=xarray_beam.cli:main"]},
     classifiers=[

@@ -314,6 +314,24 @@ def test_anomaly_takes_the_climatology_as_a_singleton_side_input(era5):
     _assert_anomaly_chunks(_testing.collect(build), era5, climatology)
 
 
+def test_anomaly_of_a_selection_matches_the_climatology_by_label(era5):
+    """Chunks of a selection have offsets counted from its start; the full
+    climatology is matched to them by their labels, not their offsets."""
+    climatology = _oracle(era5, MONTH_HOUR, "mean")
+    region = era5.isel(latitude=slice(3, 9), longitude=slice(5, 20))
+    outputs = _run(region, xbeam.Anomaly(climatology, ("month", "hour")))
+    expected = _expected_anomaly(era5, climatology).isel(
+        latitude=slice(3, 9), longitude=slice(5, 20)
+    )
+    _, whole = xbeam.consolidate_fully(outputs)
+    xarray.testing.assert_allclose(
+        whole.astype(np.float64), expected.transpose(*whole.dims), atol=1e-5
+    )
+    outside = era5.assign_coords(latitude=era5.latitude + 0.5)
+    with pytest.raises(Exception, match="labels the climatology lacks"):
+        _run(outside, xbeam.Anomaly(climatology, ("month", "hour")))
+
+
 # --- errors --------------------------------------------------------------------
 
 

@@ -330,9 +330,9 @@ class Climatology(beam.PTransform):
         dims, dtypes and weights while the pipeline is built. The output then
         has only the labels its times produce (e.g. the months present), so
         every output chunk is written; without it, every possible label.
-      temp_store, max_mem, storage_options: merge partial results through
-        files instead of Beam's combine, bounding memory on local runners
-        (see ``Mean``).
+      temp_store: merge partial results through files there instead of
+        Beam's combine, bounding memory on local runners (see ``Mean``).
+      max_mem, storage_options: as for ``Mean``, with ``temp_store``.
       num_threads: chunks a worker reduces at once.
 
     Output: ``(key, dataset)`` pairs, one per group and region, with the group
@@ -340,10 +340,10 @@ class Climatology(beam.PTransform):
     positions as key offsets. ``climatology_template`` gives the matching
     template for ``ChunksToZarr``.
 
-    Raises (when built):
-      ValueError: for an unknown statistic or group, invalid options, and,
-        with ``template``, a missing or non-datetime ``dim`` or weights with
-        dimensions the data lacks.
+    Raises:
+      ValueError: when the transform is built, for an unknown statistic or
+        group, invalid options, and, with ``template``, a missing or
+        non-datetime ``dim`` or weights with dimensions the data lacks.
 
     Example:
       ``chunks | Climatology(('month', 'hour'))``
@@ -494,13 +494,41 @@ class _Subtract:
         for name, var in chunk.data_vars.items():
             if self.dim not in var.dims or name not in climatology.data_vars:
                 continue
-            clim = climatology[name].isel(
-                {d: s for d, s in region.items() if d in climatology[name].dims}
-            )
+            clim = _matching(climatology[name], chunk, region, key)
             clim = clim.isel(selection).drop_vars(list(clim.coords), errors="ignore")
             anomaly = var.variable - clim.variable.transpose(*var.dims)
             result[name] = anomaly.astype(var.dtype, copy=False)
         return key, result
+
+
+def _matching(
+    clim: xarray.DataArray,
+    chunk: xarray.Dataset,
+    region: dict[str, slice],
+    key: Key,
+) -> xarray.DataArray:
+    """The part of a climatology variable that lies under a chunk.
+
+    By the key's offsets when the labels there agree with the chunk's (the
+    usual case, and the only one for dims without labels); by label when they
+    do not, e.g. for chunks of a selection whose offsets count from its start.
+    """
+    region = {d: s for d, s in region.items() if d in clim.dims}
+    part = clim.isel(region)
+    labelled = [d for d in region if d in chunk.indexes and d in clim.indexes]
+    if all(
+        part.sizes[d] == chunk.sizes[d]
+        and np.array_equal(part.indexes[d], chunk.indexes[d])
+        for d in labelled
+    ):
+        return part
+    try:
+        return clim.sel({d: chunk.indexes[d] for d in labelled})
+    except KeyError as error:
+        raise ValueError(
+            f"chunk {key} has labels the climatology lacks along "
+            f"{labelled} ({error}); it must cover the chunk's region"
+        ) from error
 
 
 class Anomaly(beam.PTransform):
@@ -514,8 +542,9 @@ class Anomaly(beam.PTransform):
 
     Variables without ``dim``, or missing from the climatology, pass through.
 
-    Raises (when built):
-      ValueError: if a Dataset climatology lacks the group dimensions.
+    Raises:
+      ValueError: when the transform is built, if a Dataset climatology lacks
+        the group dimensions.
 
     Example:
       ``chunks | Anomaly(climatology, ('month', 'hour'))``

@@ -47,8 +47,8 @@ def open_zarr(store: StoreLike, **kwargs: Any) -> tuple[xarray.Dataset, dict[str
         ``consolidated``); ``chunks`` is not allowed.
 
     Returns:
-      The lazily indexed dataset, and its chunk size per dimension: the Zarr
-      shard size for sharded arrays, else the chunk size. Pass them to
+      The lazily indexed dataset, and its chunk size per dimension (the Zarr
+      shard size for sharded arrays, else the chunk size). Pass them to
       ``DatasetToChunks`` to read whole Zarr objects.
 
     Raises:
@@ -542,11 +542,12 @@ class ChunksToZarr(beam.PTransform):
 
     The output is the PCollection of keys written (or skipped on resume).
 
-    Raises (when the pipeline is built, for a Dataset template):
+    Raises:
       FileExistsError: if the store exists and mode is not 'w' or 'r+'.
       FileNotFoundError: for mode 'r+' without an existing store.
       ValueError: for bad chunk specs or a store that does not match.
 
+    With a Dataset template, these are raised when the pipeline is built.
     Chunks that do not cover whole Zarr chunks (or shards), or disagree with
     the template, raise ValueError before they are written.
 

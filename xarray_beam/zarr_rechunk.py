@@ -601,10 +601,11 @@ def rechunk_zarr(
     """Rechunk a Zarr store into a new one, running a Beam pipeline.
 
     Args:
-      source, target, target_chunks, max_mem, temp_store, **kwargs: as for
+      source, target, target_chunks, max_mem, temp_store: as for
         ``RechunkZarr``.
       pipeline_options: Beam options or flags (default: the in-process
         DirectRunner).
+      **kwargs: the other arguments of ``RechunkZarr``.
 
     Returns:
       The plan that was run (print it to see the passes and memory).
