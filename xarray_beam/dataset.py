@@ -514,18 +514,13 @@ class Dataset:
           >>> ds.rechunk({'time': -1, 'x': 3}).chunks
           {'time': 8, 'x': 3}
         """
-        if self._pending is not None:
-            pending = self._pending
-            previous = pending.origin
-            new = chunks_lib.normalize_chunks(
-                chunks, self._template, self._split_vars, self._chunks
-            )
-            return previous.rechunk(
-                new, min_mem=min_mem, max_mem=max_mem, temp_store=temp_store
-            )
         new = chunks_lib.normalize_chunks(
             chunks, self._template, self._split_vars, self._chunks
         )
+        if self._pending is not None:  # plan one rechunk from the store
+            return self._pending.origin.rechunk(
+                new, min_mem=min_mem, max_mem=max_mem, temp_store=temp_store
+            )
         if new == self._chunks:
             return self
         origin = self._source
@@ -628,12 +623,20 @@ class Dataset:
         template = steps_lib.reduced_template(self._template, dims, transform.reducer)
         chunks = {d: self._chunks[d] for d in template.dims}
         label = f"{stat.capitalize()}({','.join(map(str, dims))})"
-        if self._split_vars and set(template.data_vars) != set(
+        transform = self._keeping_only(template, transform, "Reduce", label)
+        return self._then(label, transform, template=template, chunks=chunks)
+
+    def _keeping_only(
+        self, template: xarray.Dataset, transform: beam.PTransform, name: str, label
+    ) -> beam.PTransform:
+        """``transform``, after dropping the one-variable chunks of variables
+        the result lacks (non-numeric ones), which it could not reduce."""
+        if not self._split_vars or set(template.data_vars) == set(
             self._template.data_vars
         ):
-            keep = beam.Filter(steps_lib.KeepVariables(list(template.data_vars)))
-            transform = _Chain((("KeepNumeric", keep), ("Reduce", transform)), label)
-        return self._then(label, transform, template=template, chunks=chunks)
+            return transform
+        keep = beam.Filter(steps_lib.KeepVariables(list(template.data_vars)))
+        return _Chain((("KeepNumeric", keep), (name, transform)), label)
 
     def mean(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
         """Mean over ``dim`` (all dims if None), as ``xarray.Dataset.mean``.
@@ -728,11 +731,7 @@ class Dataset:
         label = f"Climatology({','.join(grouping.names)})"
         if stat != "mean":
             label = f"{label}.{stat}"
-        if self._split_vars and set(template.data_vars) != set(
-            self._template.data_vars
-        ):
-            keep = beam.Filter(steps_lib.KeepVariables(list(template.data_vars)))
-            transform = _Chain((("KeepNumeric", keep), ("Group", transform)), label)
+        transform = self._keeping_only(template, transform, "Group", label)
         return self._then(label, transform, template=template, chunks=chunks)
 
     def groupby(self, group: str | Sequence[str]) -> GroupBy:

@@ -12,6 +12,7 @@ from typing import Any
 
 import xarray
 
+from xarray_beam import chunks as chunks_lib
 from xarray_beam import reductions, templates
 from xarray_beam.chunks import ChunkGrid
 from xarray_beam.core import Key
@@ -33,12 +34,9 @@ def expected_size(dim: str, offset: int, chunks: Mapping[str, int], size: int) -
 
 def grid(chunks: Mapping[str, int], sizes: Mapping[str, int], dims: Sequence[str]):
     """The ChunkGrid of regular chunks over ``dims``."""
-    explicit = {}
-    for dim in dims:
-        size, step = sizes[dim], chunks[dim]
-        full, rest = divmod(size, step)
-        explicit[dim] = (step,) * full + ((rest,) if rest else ())
-    return ChunkGrid(explicit)
+    return ChunkGrid(
+        {d: chunks_lib.normalize_dim_chunks(d, chunks[d], sizes[d]) for d in dims}
+    )
 
 
 def chunk_count(
