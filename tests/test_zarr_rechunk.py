@@ -2,8 +2,8 @@
 
 Each rechunk must reproduce the source exactly (values, coordinates, attrs,
 stored dtypes and encodings) with the requested chunks, whether the plan runs
-in one pass or through temporary stores; ``RegionIO`` must round-trip regions
-through temporary arrays as plain zarr would.
+in one pass or through temporary stores. ``RegionIO`` itself is specified in
+test_region_io.py.
 """
 
 import os
@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 import xarray
 import zarr
-import zarr.storage
 from helpers import read_tree
 
 import xarray_beam as xb
-from xarray_beam import region_io, synthetic, zarr_rechunk
+from xarray_beam import synthetic, zarr_rechunk
 
 PENCILS = {"time": -1, "latitude": 5, "longitude": 6}
 # With time chunks of 4 (48 hours on the 10 degree grid), this budget gives a
@@ -529,155 +528,6 @@ def test_rechunk_zarr_plan_prints_the_variables_and_building_writes_nothing(
         assert "sea_surface_temperature" in text
         assert len(transform.plan.plans[0].stages) > 1
     assert os.listdir(tmp_path) == []
-
-
-# RegionIO on temporary arrays.
-
-SHAPE = (7, 10)
-CHUNKS = (3, 4)
-# Whole-chunk regions tiling SHAPE, including the padded edge chunks.
-WHOLE_CHUNK_REGIONS = [
-    (slice(r0, r1), slice(c0, c1))
-    for r0, r1 in ((0, 3), (3, 6), (6, 7))
-    for c0, c1 in ((0, 8), (8, 10))
-]
-READ_REGIONS = [
-    (slice(0, 7), slice(0, 10)),
-    (slice(1, 5), slice(2, 9)),
-    (slice(6, 7), slice(9, 10)),
-    (slice(0, 1), slice(0, 1)),
-    (slice(2, 7), slice(3, 5)),
-    (slice(3, 6), slice(4, 8)),
-]
-DTYPES = [np.float32, np.int16, np.float64]
-
-
-def _fill_value(dtype):
-    return np.nan if np.dtype(dtype).kind == "f" else -1
-
-
-def _temp_array(tmp_path, dtype, shape=SHAPE, chunks=CHUNKS) -> zarr.Array:
-    group = zarr.open_group(str(tmp_path / "temp.zarr"), mode="w", zarr_format=3)
-    region_io.create(group, "a", shape, chunks, np.dtype(dtype), _fill_value(dtype))
-    return group["a"]
-
-
-def _random(shape, dtype, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.normal(size=shape) * 1000).astype(dtype)
-
-
-def _read(io: region_io.RegionIO, region) -> np.ndarray:
-    out = np.empty(tuple(s.stop - s.start for s in region), io.array.dtype)
-    io.read(region, out)
-    return out
-
-
-def test_region_io_is_direct_only_for_local_uncompressed_arrays(tmp_path):
-    temp = _temp_array(tmp_path, np.float32)
-    compressed = zarr.open_group(str(tmp_path / "c.zarr"), mode="w").create_array(
-        "a", shape=SHAPE, chunks=CHUNKS, dtype=np.float32
-    )
-    in_memory = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
-    region_io.create(in_memory, "a", SHAPE, CHUNKS, np.dtype(np.float32), np.nan)
-
-    assert region_io.RegionIO(temp, 2, direct=True).direct
-    assert not region_io.RegionIO(temp, 2, direct=False).direct
-    assert not region_io.RegionIO(compressed, 2, direct=True).direct
-    assert not region_io.RegionIO(in_memory["a"], 2, direct=True).direct
-
-
-@pytest.mark.parametrize("concurrency", [1, 4])
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "zarr"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_region_io_round_trips_whole_chunk_writes_and_any_reads(
-    tmp_path, dtype, direct, concurrency
-):
-    array = _temp_array(tmp_path, dtype)
-    io = region_io.RegionIO(array, concurrency, direct=direct)
-    assert io.direct == direct
-    expected = _random(SHAPE, dtype)
-
-    for region in WHOLE_CHUNK_REGIONS:
-        io.write(region, expected[region].copy())
-
-    for region in READ_REGIONS:
-        np.testing.assert_array_equal(_read(io, region), expected[region], str(region))
-    reopened = zarr.open_group(str(tmp_path / "temp.zarr"), mode="r")["a"]
-    np.testing.assert_array_equal(reopened[...], expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_region_io_direct_and_zarr_paths_agree(tmp_path, dtype):
-    expected = _random(SHAPE, dtype, seed=5)
-    results = {}
-    for direct in (True, False):
-        array = _temp_array(tmp_path / str(direct), dtype)
-        io = region_io.RegionIO(array, 2, direct=direct)
-        io.write((slice(0, 7), slice(0, 10)), expected)
-        results[direct] = [_read(io, region) for region in READ_REGIONS]
-        # each path reads what the other wrote
-        other = region_io.RegionIO(array, 2, direct=not direct)
-        np.testing.assert_array_equal(_read(other, READ_REGIONS[0]), expected)
-
-    for direct_part, zarr_part in zip(results[True], results[False], strict=True):
-        np.testing.assert_array_equal(direct_part, zarr_part)
-
-
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "zarr"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_region_io_reads_missing_chunks_as_the_fill_value(tmp_path, dtype, direct):
-    array = _temp_array(tmp_path, dtype)
-    io = region_io.RegionIO(array, 2, direct=direct)
-    written = _random((3, 8), dtype)
-    io.write((slice(3, 6), slice(0, 8)), written)
-    expected = np.full(SHAPE, _fill_value(dtype), dtype)
-    expected[3:6, 0:8] = written
-
-    np.testing.assert_array_equal(_read(io, (slice(0, 7), slice(0, 10))), expected)
-    np.testing.assert_array_equal(
-        _read(io, (slice(5, 7), slice(7, 10))), expected[5:7, 7:10]
-    )
-
-
-@pytest.mark.parametrize(
-    "region",
-    [
-        (slice(0, 2), slice(0, 4)),
-        (slice(0, 3), slice(1, 4)),
-        (slice(3, 7), slice(0, 6)),
-        (slice(6, 7), slice(8, 9)),
-    ],
-    ids=["short_rows", "offset_cols", "half_chunk_cols", "part_of_edge"],
-)
-def test_region_io_direct_write_rejects_regions_of_partial_chunks(tmp_path, region):
-    array = _temp_array(tmp_path, np.float32)
-    io = region_io.RegionIO(array, 1, direct=True)
-    data = np.zeros(tuple(s.stop - s.start for s in region), np.float32)
-
-    with pytest.raises(ValueError, match="whole chunks"):
-        io.write(region, data)
-
-
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "zarr"])
-def test_region_io_handles_strided_buffers_with_many_rows(tmp_path, direct):
-    shape, chunks = (2300, 3), (1100, 2)
-    array = _temp_array(tmp_path, np.float32, shape, chunks)
-    io = region_io.RegionIO(array, 2, direct=direct)
-    expected = _random(shape, np.float32, seed=6)
-
-    io.write((slice(0, 2300), slice(0, 3)), np.asfortranarray(expected))
-    wide = np.zeros((1500, 6), np.float32)
-    io.read((slice(500, 2000), slice(0, 3)), wide[:, ::2])
-    rows = np.zeros((2300, 5), np.float32)
-    io.read((slice(0, 2300), slice(0, 2)), rows[:, 1:3])
-
-    np.testing.assert_array_equal(wide[:, ::2], expected[500:2000])
-    np.testing.assert_array_equal(wide[:, 1::2], 0)
-    np.testing.assert_array_equal(rows[:, 1:3], expected[:, 0:2])
-    np.testing.assert_array_equal(rows[:, [0, 3, 4]], 0)
-    reopened = zarr.open_group(str(tmp_path / "temp.zarr"), mode="r")["a"]
-    np.testing.assert_array_equal(reopened[...], expected)
 
 
 def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypatch):

@@ -4,30 +4,41 @@
 ``concurrency`` at once, so a task never holds more decoded chunks than its
 plan says; it writes regions that consist of whole chunks.
 
-Temporary arrays of rechunk passes are genuine Zarr v3 arrays (any Zarr
-reader opens them) whose chunks are raw little-endian C-order bytes. On a
-local disk their chunk files are read and written directly with NumPy: one
-copy each way instead of the several a general codec pipeline makes.
-Elsewhere (object stores) zarr's API is used.
+For the common array layouts (see ``chunk_codec``) chunks are decoded and
+encoded with numcodecs directly, each compressed chunk straight into its
+place in the caller's buffer, and stored objects are read and written with
+plain file I/O on a local disk (through the zarr store elsewhere). Chunks
+stored uncompressed on a local disk (the temporary arrays of rechunk passes)
+move between the file and a (possibly strided) buffer with vectored I/O and
+no copy in between. Other arrays go through zarr's API.
 """
 
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec
-from zarr.core.buffer import cpu
+import zarr.storage
+from zarr.core.buffer import cpu, default_buffer_prototype
+from zarr.core.sync import sync
 
-from xarray_beam import stores, threadmap
+from xarray_beam import buffers, chunk_codec, chunk_files, stores, threadmap
 
 Region = tuple[slice, ...]
+
+# Uncompressed local chunks move between a file and the caller's buffer with
+# at most one chunk-sized page-aligned buffer, and mostly wait on the disk, so
+# more of them may be in flight than a task's plan allows for chunks it
+# decodes or encodes.
+_VECTORED_CONCURRENCY = 2
+
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def create(
@@ -51,25 +62,6 @@ def create(
     )
 
 
-def _local_directory(array: zarr.Array) -> str | None:
-    """The directory of an array whose chunk files NumPy can read and write."""
-    store = array.store
-    if not isinstance(store, zarr.storage.LocalStore):
-        return None
-    metadata = array.metadata
-    if metadata.zarr_format != 3 or sys.byteorder != "little":
-        return None
-    codecs = metadata.codecs
-    if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
-        return None
-    if array.dtype.byteorder not in ("=", "<", "|") or array.order != "C":
-        return None
-    encoding = metadata.chunk_key_encoding
-    if getattr(encoding, "name", None) != "default" or encoding.separator != "/":
-        return None
-    return os.path.join(str(store.root), array.path)
-
-
 def _relative(region: Region, origin: list[int]) -> Region:
     """``region`` in the coordinates of a buffer starting at ``origin``."""
     return tuple(
@@ -77,48 +69,10 @@ def _relative(region: Region, origin: list[int]) -> Region:
     )
 
 
-_IOV_MAX = 1024
-
-
-def _runs(array: np.ndarray) -> list[memoryview] | None:
-    """The array's bytes in C order, as views of its contiguous runs.
-
-    Writing or reading these with vectored I/O moves data between a file and
-    a (possibly strided) region of a larger buffer with no copy in between.
-    None if even the last axis is strided.
-    """
-    if array.ndim and array.strides[-1] != array.itemsize:
-        return None
-    first = array.ndim  # first axis of the trailing contiguous block
-    expected = array.itemsize
-    for axis in range(array.ndim - 1, -1, -1):
-        if array.strides[axis] != expected:
-            break
-        expected *= array.shape[axis]
-        first = axis
-    return [
-        memoryview(array[index]).cast("B") for index in np.ndindex(*array.shape[:first])
-    ]
-
-
-def _write_all(fd: int, runs: list[memoryview]) -> None:
-    for start in range(0, len(runs), _IOV_MAX):
-        batch = runs[start : start + _IOV_MAX]
-        written = os.writev(fd, batch)
-        for run in batch:  # finish whatever a short write left
-            if written >= run.nbytes:
-                written -= run.nbytes
-                continue
-            rest, written = run[written:], 0
-            while rest.nbytes:
-                rest = rest[os.write(fd, rest) :]
-
-
-def _read_all(fd: int, runs: list[memoryview], path: str) -> None:
-    for start in range(0, len(runs), _IOV_MAX):
-        batch = runs[start : start + _IOV_MAX]
-        if os.readv(fd, batch) != sum(r.nbytes for r in batch):
-            raise OSError(f"chunk file {path} is shorter than its chunk")
+def _view(array: np.ndarray, region: Region) -> np.ndarray:
+    """``array[region]``, a view even for a 0-d array (where ``a[()]`` is a
+    scalar copy)."""
+    return array[region] if region else array[...]
 
 
 def _intersect(a: Region, b: Region) -> Region:
@@ -128,25 +82,124 @@ def _intersect(a: Region, b: Region) -> Region:
     )
 
 
+class _Objects:
+    """The stored chunk objects of one array: files on a local disk, or
+    objects of its zarr store."""
+
+    def __init__(self, array: zarr.Array):
+        self._store = array.store
+        self._prefix = f"{array.path}/" if array.path else ""
+        self._key = array.metadata.encode_chunk_key
+        local = type(self._store) is zarr.storage.LocalStore
+        self.root = str(self._store.root) if local else None
+
+    def key(self, index: tuple[int, ...]) -> str:
+        return self._prefix + self._key(index)
+
+    def path(self, index: tuple[int, ...]) -> str:
+        return os.path.join(self.root, *self.key(index).split("/"))
+
+    def read(self, index: tuple[int, ...], use: Callable[[Any], None]) -> bool:
+        """Call ``use`` on the object's bytes (valid only during the call);
+        False if the object does not exist.
+
+        A local file is memory-mapped (prefaulted in one go where the system
+        allows), which costs less than reading it into fresh memory.
+        """
+        if self.root is None:
+            found = sync(self._store.get(self.key(index), default_buffer_prototype()))
+            if found is None:
+                return False
+            use(found.as_numpy_array())
+            return True
+        try:
+            fd = os.open(self.path(index), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            if not size:
+                use(b"")
+                return True
+            mapped = mmap.mmap(fd, size, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        try:
+            use(mapped)
+        finally:
+            mapped.close()
+        return True
+
+    def put(self, index: tuple[int, ...], data: Any) -> None:
+        """Write an object (atomically on a local disk: a partial file renamed
+        into place, as zarr's LocalStore does)."""
+        if self.root is None:
+            array = np.frombuffer(data, np.uint8)
+            sync(self._store.set(self.key(index), cpu.Buffer.from_array_like(array)))
+            return
+        path = self.path(index)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = f"{path}.{uuid.uuid4().hex}.partial"
+        with open(partial, "wb", buffering=0) as file:
+            view = memoryview(data).cast("B")
+            while len(view):
+                view = view[file.write(view) :]
+        os.replace(partial, path)
+
+
 class RegionIO:
     """Reads and writes regions of one Zarr array, a chunk at a time.
 
     Args:
       array: the opened Zarr array.
-      concurrency: chunks read (or, for direct writes, written) at once.
-      direct: read and write chunk files directly when the array allows it
-        (uncompressed, local); only for arrays this package created.
+      concurrency: chunks read or written at once.
+      direct: decode and encode chunks with numcodecs and move stored objects
+        directly when the array's layout allows it (see ``chunk_codec``);
+        False always uses zarr's API.
+      unbuffered: bypass the page cache (``O_DIRECT``) for uncompressed local
+        chunk files, as suits data written once and read once (temporary
+        arrays; see ``chunk_files``).
+
+    Example:
+      >>> import tempfile
+      >>> array = zarr.create_array(tempfile.mkdtemp(), shape=(4, 6),
+      ...                           chunks=(2, 3), dtype='i4')
+      >>> io = RegionIO(array, concurrency=2)
+      >>> io.write((slice(0, 2), slice(0, 6)), np.arange(12).reshape(2, 6))
+      >>> out = np.empty((1, 4), 'i4')
+      >>> io.read((slice(1, 2), slice(1, 5)), out)
+      >>> out.tolist()
+      [[7, 8, 9, 10]]
     """
 
-    def __init__(self, array: zarr.Array, concurrency: int = 1, direct: bool = False):
+    def __init__(
+        self,
+        array: zarr.Array,
+        concurrency: int = 1,
+        direct: bool = True,
+        unbuffered: bool = False,
+    ):
         self.array = array
         self.concurrency = max(1, concurrency)
-        self._directory = _local_directory(array) if direct else None
+        self._codec = chunk_codec.for_array(array) if direct else None
+        self._objects = _Objects(array) if self._codec is not None else None
+        self._vectored = (
+            self._codec is not None
+            and self._codec.compressor is None
+            and self._objects.root is not None
+        )
+        self._files = None
+        if self._vectored:
+            self.concurrency = max(self.concurrency, _VECTORED_CONCURRENCY)
+            codec = self._codec
+            self._files = chunk_files.ChunkFiles(
+                codec.chunks, codec.dtype, codec.fill_value, direct=unbuffered
+            )
 
     @property
     def direct(self) -> bool:
-        """Whether chunk files are read and written directly."""
-        return self._directory is not None
+        """Whether chunks bypass zarr's codec pipeline."""
+        return self._codec is not None
 
     def _chunks(self, region: Region) -> Iterator[tuple[tuple[int, ...], Region]]:
         """Index and array-coordinate slices of each chunk inside ``region``."""
@@ -168,12 +221,10 @@ class RegionIO:
                 ),
             )
 
-    def _path(self, index: tuple[int, ...]) -> str:
-        return os.path.join(self._directory, "c", *map(str, index))
-
     def write(self, region: Region, data: np.ndarray) -> None:
         """Write ``data`` to ``region``, which must consist of whole chunks.
 
+        Every chunk is stored, even one that holds only the fill value.
         Through zarr, the chunks inside the region are encoded concurrently
         (as zarr's ``async.concurrency`` allows); they fit in the region, so
         their copies are at most the region's size again.
@@ -182,6 +233,8 @@ class RegionIO:
             stores.writing_every_chunk(self.array).set_basic_selection(region, data)
             return
         origin = [s.start for s in region]
+        codec, objects = self._codec, self._objects
+        scratch = self._scratch()
 
         def write_chunk(item: tuple[tuple[int, ...], Region]) -> None:
             index, chunk = item
@@ -190,20 +243,18 @@ class RegionIO:
                     f"region {region} does not cover whole chunks of "
                     f"{self.array.path!r}: chunk {chunk} is partly outside it"
                 )
-            part = data[_relative(chunk, origin)]
-            if part.shape != self.array.chunks:  # an edge chunk, stored padded
-                block = np.full(self.array.chunks, self.array.fill_value, part.dtype)
+            part = _view(data, _relative(chunk, origin))
+            if part.dtype != codec.dtype:
+                part = part.astype(codec.dtype)
+            if part.shape != codec.chunks:  # an edge chunk, stored padded
+                block = np.full(codec.chunks, codec.fill_value, codec.dtype)
                 block[tuple(slice(0, n) for n in part.shape)] = part
                 part = block
-            path = self._path(index)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            partial = f"{path}.{uuid.uuid4().hex}.partial"
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _write_all(fd, _runs(part) or _runs(np.ascontiguousarray(part)))
-            finally:
-                os.close(fd)
-            os.replace(partial, path)
+            if self._files is not None:
+                self._files.write(objects.path(index), part, scratch)
+            else:
+                part = np.ascontiguousarray(part, dtype=codec.dtype)
+                objects.put(index, codec.encode(part))
 
         self._map(write_chunk, list(self._chunks(region)))
 
@@ -214,36 +265,42 @@ class RegionIO:
 
             def read_part(item: tuple[tuple[int, ...], Region]) -> None:
                 part = _intersect(item[1], region)
-                target = out[_relative(part, origin)]
+                target = _view(out, _relative(part, origin))
                 self.array.get_basic_selection(
                     part, out=cpu.NDBuffer.from_numpy_array(target)
                 )
 
             self._map(read_part, list(self._chunks(region)))
             return
+        codec, objects = self._codec, self._objects
+        scratch = self._scratch()
 
         def read_chunk(item: tuple[tuple[int, ...], Region]) -> None:
             index, chunk = item
             part = _intersect(chunk, region)
-            target = out[_relative(part, origin)]
-            path = self._path(index)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                target[...] = self.array.fill_value
+            target = _view(out, _relative(part, origin))
+            whole = target.shape == codec.chunks and target.dtype == codec.dtype
+            inner = _relative(part, [c.start for c in chunk])
+            if self._files is not None:
+                path = objects.path(index)
+                self._files.read(path, target, None if whole else inner, scratch)
                 return
-            try:
-                runs = _runs(target)
-                if target.shape == self.array.chunks and runs is not None:
-                    _read_all(fd, runs, path)
-                else:  # part of a chunk (an edge, or a partial read)
-                    block = np.empty(self.array.chunks, self.array.dtype)
-                    _read_all(fd, _runs(block), path)
-                    target[...] = block[_relative(part, [c.start for c in chunk])]
-            finally:
-                os.close(fd)
+            direct = whole and target.flags.c_contiguous
+            # otherwise part of a chunk (an edge, a partial read) or strided
+            block = target if direct else np.empty(codec.chunks, codec.dtype)
+            found = objects.read(index, lambda data: codec.decode_into(data, block))
+            if found and not direct:
+                target[...] = block[inner]
+            if not found:
+                target[...] = codec.fill_value
 
         self._map(read_chunk, list(self._chunks(region)))
+
+    def _scratch(self) -> buffers.Scratch | None:
+        """Buffers for direct I/O of this call's chunk files (made if needed)."""
+        if self._files is None:
+            return None
+        return buffers.Scratch(self._files.nbytes)
 
     def _map(self, fn, items: list) -> None:
         threadmap.map_bounded(fn, items, self.concurrency)

@@ -24,8 +24,16 @@ import zarr
 import zarr.abc.store
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from xarray_beam import (
+    buffers,
+    core,
+    planning,
+    region_io,
+    stores,
+    templates,
+    threadmap,
+)
 from xarray_beam import chunks as chunks_lib
-from xarray_beam import core, planning, region_io, stores, templates, threadmap
 from xarray_beam import verify as verify_lib
 from xarray_beam import zarr as zarr_lib
 from xarray_beam.core import Key
@@ -57,7 +65,7 @@ class _Location:
             else {}
         )
         array = zarr.open_array(self.store, path=path, mode=mode, **kwargs)
-        return region_io.RegionIO(array, concurrency, direct=self.temporary)
+        return region_io.RegionIO(array, concurrency, unbuffered=self.temporary)
 
 
 class _RegionCopier:
@@ -137,12 +145,18 @@ class _RegionCopier:
             core._count("rechunk_regions_skipped")
             yield 0
             return
-        buffer = np.empty(tuple(s.stop - s.start for s in region), source.array.dtype)
-        source.read(region, buffer)
-        target.write(region, buffer)
+        shape = tuple(s.stop - s.start for s in region)
+        dtype = np.dtype(source.array.dtype)
+        memory = buffers.POOL.take(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        try:
+            buffer = memory.view(dtype).reshape(shape)
+            source.read(region, buffer)
+            target.write(region, buffer)
+        finally:
+            buffers.POOL.give(memory)
         core._count("rechunk_regions_copied")
-        core._count("rechunk_bytes_copied", buffer.nbytes)
-        yield buffer.nbytes
+        core._count("rechunk_bytes_copied", memory.nbytes)
+        yield memory.nbytes
 
 
 def _default_temp_store(target: Any) -> str:
