@@ -72,7 +72,12 @@ def xarray_beam_climatology(source: str, target: str, args) -> float:
     with beam.Pipeline("DirectRunner") as p:
         _ = (
             p
-            | xbeam.DatasetToChunks(ds, {"time": args.read_hours}, num_threads=2)
+            | xbeam.DatasetToChunks(
+                ds,
+                {"time": args.read_hours},
+                split_vars=True,
+                num_threads=2,
+            )
             | climatology
             | xbeam.ChunksToZarr(target, template, zarr_chunks)
         )

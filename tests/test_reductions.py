@@ -443,6 +443,8 @@ GROUP_PATTERNS = {
 
 BIN_PATTERNS = {
     "cyclic": (np.array([0] * 10 + [1] * 2), np.arange(12) % 3),
+    # cycles starting mid-way, with incomplete last cycles (folded rows)
+    "cyclic_offset": (np.array([0] * 7 + [1] * 5), (np.arange(12) + 2) % 3),
     "sorted": (
         np.array([0] * 6 + [1] * 6),
         np.array([0, 0, 1, 1, 1, 2, 0, 2, 2, 2, 2, 2]),

@@ -12,7 +12,7 @@ import apache_beam as beam
 import xarray
 
 from xarray_beam import chunks as chunks_lib
-from xarray_beam import progress, threadmap
+from xarray_beam import fast_load, progress, threadmap
 
 _UNSET: Any = object()
 
@@ -544,10 +544,16 @@ class _ChunkLoader:
 
 
 def _load_in_parallel(chunk: xarray.Dataset) -> xarray.Dataset:
-    """Load a lazily indexed chunk into memory, one thread per variable."""
+    """Load a lazily indexed chunk into memory, one thread per variable
+    (windows of Zarr arrays by direct chunk decoding, see ``fast_load``)."""
     if chunk.chunks:
         return chunk.load()
-    threadmap.map_variables(lambda var: var.load(), list(chunk.variables.values()))
+
+    def load(var: xarray.Variable) -> None:
+        if not fast_load.load(var):
+            var.load()
+
+    threadmap.map_variables(load, list(chunk.variables.values()))
     return chunk
 
 

@@ -306,9 +306,31 @@ class Reducer:
     ) -> dict[str, np.ndarray]:
         """Fields of the values in each bin along axis 0, with a leading bin axis."""
         selectors, present = _bin_selectors(bins, n_bins)
+        # Rows that cycle through every bin (hourly steps in hour bins) fold
+        # into an array with a bin axis: one reduction for all bins.
+        first = selectors[0] if selectors else None
+        cyclic = (
+            len(selectors) == n_bins
+            and isinstance(first, slice)
+            and first == slice(0, None, n_bins)
+        )
 
         def per_bin(fn) -> np.ndarray:
             return np.stack([fn(i, s) for i, s in enumerate(selectors)])
+
+        def reduce_bins(ufunc, values: np.ndarray, dtype=None) -> np.ndarray:
+            """``ufunc.reduce`` over each bin's rows, stacked as ``per_bin``."""
+            if not cyclic:
+                return per_bin(
+                    lambda i, s: ufunc.reduce(values[s], axis=0, dtype=dtype)
+                )
+            full = len(values) - len(values) % n_bins
+            folded = values[:full].reshape(full // n_bins, n_bins, *values.shape[1:])
+            out = ufunc.reduce(folded, axis=0, dtype=dtype)
+            rest = values[full:]
+            if len(rest):  # the last, incomplete cycle
+                ufunc(out[: len(rest)], rest, out=out[: len(rest)])
+            return out
 
         missing = np.setdiff1d(np.arange(n_bins), present)
 
@@ -324,7 +346,7 @@ class Reducer:
         if not self.skipna and x.dtype.kind in "fc":
             nan = np.zeros((len(selectors),) + (1,) * (x.ndim - 1), bool)
             if valid is not None:
-                nan = per_bin(lambda i, s: np.logical_or.reduce(~valid[s], axis=0))
+                nan = reduce_bins(np.logical_or, ~valid)
             fields["nan"] = _compact(dense(nan, False))
         if w is not None:
             weight = np.where(valid, w, 0.0) if valid is not None else w
@@ -348,7 +370,7 @@ class Reducer:
             )
             return fields
         if valid is not None:
-            n = per_bin(lambda i, s: valid[s].sum(axis=0, dtype=np.int64))
+            n = reduce_bins(np.add, valid, np.int64)
         else:
             lengths = [
                 len(range(len(bins))[s]) if isinstance(s, slice) else len(s)
@@ -361,13 +383,12 @@ class Reducer:
         if self.stat in ("sum", "mean"):
             integer_sum = x.dtype.kind in "biu" and self.stat == "sum"
             dtype = np.int64 if integer_sum else np.float64
-            fields["s"] = dense(per_bin(lambda i, s: xs[s].sum(axis=0, dtype=dtype)), 0)
+            fields["s"] = dense(reduce_bins(np.add, xs, dtype), 0)
         elif self.stat in ("min", "max"):
             ufunc = np.fmin if self.stat == "min" else np.fmax
-            extremes = per_bin(lambda i, s: ufunc.reduce(x[s], axis=0))
-            fields["v"] = dense(extremes, _identity(x.dtype, self.stat))
+            fields["v"] = dense(reduce_bins(ufunc, x), _identity(x.dtype, self.stat))
         else:
-            mean = _divide(per_bin(lambda i, s: xs[s].sum(axis=0, dtype=np.float64)), n)
+            mean = _divide(reduce_bins(np.add, xs, np.float64), n)
 
             def squares(i: int, s) -> np.ndarray:
                 deviation = x[s] - mean[i]
@@ -588,6 +609,10 @@ def _bin_selectors(bins: np.ndarray, n_bins: int) -> tuple[list, np.ndarray]:
 def _valid(x: np.ndarray) -> np.ndarray | None:
     """Where values are not NaN; None when all are (or cannot be NaN)."""
     if x.dtype.kind not in "fc":
+        return None
+    with np.errstate(all="ignore"):
+        total = np.sum(x)  # NaN if any value is (or, rarely, from inf - inf)
+    if not np.isnan(total):
         return None
     valid = ~np.isnan(x)
     return None if valid.all() else valid
