@@ -7,6 +7,7 @@ the oracle throughout.
 """
 
 import errno
+import fcntl
 import gc
 import os
 import shutil
@@ -811,6 +812,44 @@ def test_chunk_files_fall_back_when_o_direct_is_refused(
     np.testing.assert_array_equal(part, data[10:15, 60:64])
     with open(path, "rb") as f:
         assert f.read() == data.tobytes()
+    assert os.listdir(tmp_path / "c") == ["0"]
+
+
+@needs_o_direct
+@pytest.mark.parametrize("refused_at", ["write", "read"])
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.EOPNOTSUPP])
+def test_chunk_files_fall_back_when_direct_transfers_are_refused(
+    tmp_path, monkeypatch, refused_at, code
+):
+    """Some file systems open with O_DIRECT but refuse the transfer itself."""
+    real_write, real_readv = os.write, os.readv
+
+    def direct(fd):
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & _O_DIRECT
+
+    def refusing_write(fd, data):
+        if direct(fd):
+            raise OSError(code, "refused")
+        return real_write(fd, data)
+
+    def refusing_readv(fd, buffers_):
+        if direct(fd):
+            raise OSError(code, "refused")
+        return real_readv(fd, buffers_)
+
+    files = chunk_files.ChunkFiles((64, 64), np.dtype(np.float32), 0, direct=True)
+    data = _random((64, 64), np.float32, seed=12)
+    path = str(tmp_path / "c" / "0")
+    if refused_at == "write":
+        monkeypatch.setattr(os, "write", refusing_write)
+    files.write(path, data)
+    monkeypatch.setattr(os, "readv", refusing_readv)
+    out = np.zeros((64, 64), np.float32)
+    files.read(path, out)
+    monkeypatch.undo()
+
+    assert not files.direct
+    np.testing.assert_array_equal(out, data)
     assert os.listdir(tmp_path / "c") == ["0"]
 
 

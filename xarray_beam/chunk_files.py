@@ -26,6 +26,16 @@ from xarray_beam import buffers
 
 _IOV_MAX = 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+# How file systems refuse direct I/O (or the alignment it needs).
+_REFUSED = {
+    errno.EINVAL,
+    getattr(errno, "EOPNOTSUPP", -1),
+    getattr(errno, "ENOTSUP", -1),
+}
+
+
+def _refused(error: OSError) -> bool:
+    return error.errno in _REFUSED
 
 
 class ChunkFiles:
@@ -84,10 +94,12 @@ class ChunkFiles:
     def _write_direct(
         self, partial: str, block: np.ndarray, scratch: buffers.Scratch | None
     ) -> bool:
+        """Write with O_DIRECT; False (direct I/O given up, nothing left
+        behind) if the file system refuses it."""
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT)
         except OSError as error:
-            if error.errno != errno.EINVAL:
+            if not _refused(error):
                 raise
             self.direct = False
             return False
@@ -96,8 +108,14 @@ class ChunkFiles:
                 data = memory[: self.nbytes]
                 data.view(self.dtype).reshape(self.chunks)[...] = block
                 _write_direct(fd, memoryview(data))
-        finally:
+        except OSError as error:
+            if not _refused(error):
+                raise
+            self.direct = False
             os.close(fd)
+            os.remove(partial)
+            return False
+        os.close(fd)
         return True
 
     def read(
@@ -120,16 +138,20 @@ class ChunkFiles:
                 target[...] = self.fill_value
                 return
             except OSError as error:
-                if error.errno != errno.EINVAL:
+                if not _refused(error):
                     raise
                 self.direct = False
             else:
                 try:
                     self._check_size(fd, path)
                     self._read_direct(fd, path, target, inner, scratch)
+                    return
+                except OSError as error:
+                    if not _refused(error):
+                        raise
+                    self.direct = False  # and read it again, buffered
                 finally:
                     os.close(fd)
-                return
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -167,7 +189,7 @@ class ChunkFiles:
                 _read_exact(fd, memoryview(target.reshape(-1).view(np.uint8)), path)
                 return
             except OSError as error:
-                if error.errno != errno.EINVAL:
+                if not _refused(error):
                     raise
                 os.lseek(fd, 0, os.SEEK_SET)
         with (scratch or buffers.Scratch(self.nbytes)).buffer() as memory:
