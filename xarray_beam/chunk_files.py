@@ -84,11 +84,7 @@ class ChunkFiles:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = f"{path}.{uuid.uuid4().hex}.partial"
         if not (self.direct and self._write_direct(partial, block, scratch)):
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _write_all(fd, _runs(block) or _runs(np.ascontiguousarray(block)))
-            finally:
-                os.close(fd)
+            _write_file(partial, _runs(block) or _runs(np.ascontiguousarray(block)))
         os.replace(partial, path)
 
     def _write_direct(
@@ -196,6 +192,27 @@ class ChunkFiles:
             _read_exact(fd, memoryview(memory), path, self.nbytes)
             block = memory[: self.nbytes].view(self.dtype).reshape(self.chunks)
             target[...] = block if inner is None else block[inner]
+
+
+def write_file(path: str, runs: list[memoryview]) -> None:
+    """Write a file atomically from the runs of bytes it consists of: a
+    partial file renamed into place, as zarr's LocalStore does.
+
+    Example:
+      ``write_file('/data/a.zarr/t2m/c/0/0', [memoryview(encoded)])``
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.{uuid.uuid4().hex}.partial"
+    _write_file(partial, runs)
+    os.replace(partial, path)
+
+
+def _write_file(path: str, runs: list[memoryview]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, runs)
+    finally:
+        os.close(fd)
 
 
 def _write_direct(fd: int, data: memoryview) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import mmap
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -137,14 +136,7 @@ class _Objects:
             array = np.frombuffer(data, np.uint8)
             sync(self._store.set(self.key(index), cpu.Buffer.from_array_like(array)))
             return
-        path = self.path(index)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = f"{path}.{uuid.uuid4().hex}.partial"
-        with open(partial, "wb", buffering=0) as file:
-            view = memoryview(data).cast("B")
-            while len(view):
-                view = view[file.write(view) :]
-        os.replace(partial, path)
+        chunk_files.write_file(self.path(index), [memoryview(data).cast("B")])
 
 
 class RegionIO:
@@ -183,13 +175,12 @@ class RegionIO:
         self.concurrency = max(1, concurrency)
         self._codec = chunk_codec.for_array(array) if direct else None
         self._objects = _Objects(array) if self._codec is not None else None
-        self._vectored = (
+        self._files = None
+        if (
             self._codec is not None
             and self._codec.compressor is None
             and self._objects.root is not None
-        )
-        self._files = None
-        if self._vectored:
+        ):
             self.concurrency = max(self.concurrency, _VECTORED_CONCURRENCY)
             codec = self._codec
             self._files = chunk_files.ChunkFiles(
