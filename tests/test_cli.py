@@ -13,7 +13,7 @@ import zarr
 from apache_beam.options.pipeline_options import DirectOptions
 from helpers import assert_matches_oracle, climatology_oracle, read_tree
 
-from xarray_beam import cli, launch, progress, synthetic
+from xarray_beam import cli, launch, progress, runners, synthetic
 
 DATA_VARS = tuple(synthetic.DEFAULT_VARIABLES)
 SUBCOMMANDS = ("info", "plan", "rechunk", "climatology", "verify")
@@ -113,7 +113,7 @@ def test_rechunk_makes_an_identical_store_with_the_requested_chunks(
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "runner: DirectRunner (the default" in out
+    assert "runner: Beam's Python DirectRunner, in this process (the default" in out
     xarray.testing.assert_identical(xarray.open_zarr(target).compute(), source)
     group = zarr.open_group(target, mode="r")
     for name in DATA_VARS:
@@ -287,6 +287,7 @@ def test_existing_output_is_refused_and_left_unchanged(capsys, tmp_path, store, 
     assert read_tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_beam_flags_after_double_dash_choose_the_runner_and_its_mode(
     capsys, tmp_path, store, source
 ):
@@ -454,10 +455,17 @@ def test_parse_storage_options_rejects_a_pair_without_key_or_equals(pair):
         launch.parse_storage_options(["token=anon", pair])
 
 
-def test_pipeline_options_default_to_the_direct_runner():
+def test_pipeline_options_default_to_the_in_process_runner():
     options, runner = launch.pipeline_options([])
-    assert runner == "DirectRunner"
+    assert runner == runners.IN_PROCESS_RUNNER
     assert launch.runs_in_process(options)
+
+
+def test_beams_direct_runner_is_not_taken_to_run_in_this_process():
+    # Beam's DirectRunner may hand the pipeline to the Prism runner.
+    options, runner = launch.pipeline_options(["--runner", "DirectRunner"])
+    assert runner == "DirectRunner"
+    assert not launch.runs_in_process(options)
 
 
 @pytest.mark.parametrize(
@@ -473,7 +481,7 @@ def test_pipeline_options_keep_the_other_beam_flags():
     options, runner = launch.pipeline_options(
         ["--direct_running_mode", "multi_processing", "--direct_num_workers", "3"]
     )
-    assert runner == "DirectRunner"
+    assert runner == runners.IN_PROCESS_RUNNER
     direct = options.view_as(DirectOptions)
     assert direct.direct_running_mode == "multi_processing"
     assert direct.direct_num_workers == 3

@@ -16,6 +16,8 @@ import xarray_beam as xb
 from xarray_beam import jobs, synthetic
 from xarray_beam.verify import verify_zarr
 
+pytestmark = pytest.mark.slow  # storage emulators
+
 PENCILS = {"time": -1, "latitude": 5, "longitude": 9}
 # With time chunks of 6 (48 hours on the 10 degree grid), this budget gives a
 # two-pass plan for PENCILS, so rechunking goes through a temporary store.

@@ -23,6 +23,8 @@ from helpers import read_tree
 
 from xarray_beam import synthetic
 
+pytestmark = pytest.mark.slow  # package builds for Dataflow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 PENCILS = "time=-1,latitude=5,longitude=9"

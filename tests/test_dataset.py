@@ -526,6 +526,7 @@ def test_to_zarr_refuses_an_existing_store(tmp_path, numeric):
     xarray.testing.assert_identical(xarray.open_zarr(path).compute(), numeric + 1)
 
 
+@pytest.mark.slow
 def test_to_zarr_multi_process_runner(tmp_path, era5_small):
     ds = Dataset.from_xarray(era5_small, {"time": 12}).mean("time")
     run(

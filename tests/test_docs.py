@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import xarray_beam
 from xarray_beam import synthetic
 
@@ -62,6 +64,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     # Pages show figures that docs/figures.py draws, when that script exists.
     if FIGURES.exists():

@@ -33,7 +33,13 @@ def source_store(tmp_path_factory):
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-@pytest.mark.parametrize("mode", sorted(RUNNERS))
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param(mode, marks=[pytest.mark.slow] if "processing" in mode else [])
+        for mode in sorted(RUNNERS)
+    ],
+)
 def test_round_trip_reproduces_the_store_exactly(tmp_path, source_store, mode, layout):
     source, chunks = xbeam.open_zarr(source_store)
     assert chunks == {"time": 12, "latitude": 37, "longitude": 72}

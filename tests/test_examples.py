@@ -48,7 +48,7 @@ def test_climatology_example_matches_xarray_on_its_synthetic_input(
     out_dir = str(tmp_path / "out")
     result = example_main("era5_climatology")(["--output-dir", out_dir, *TINY])
     stdout = capsys.readouterr().out
-    assert "runner: DirectRunner" in stdout
+    assert "runner: Beam's Python DirectRunner, in this process" in stdout
     source = xarray.open_zarr(os.path.join(out_dir, "era5_like.zarr")).compute()
     assert dict(source.sizes) == {"time": 48, "latitude": 19, "longitude": 36}
     assert result["output"] == os.path.join(out_dir, "climatology.zarr")
@@ -158,7 +158,7 @@ def test_unknown_example_flags_go_to_beam(capsys, monkeypatch, tmp_path, tiny_in
         ["--input", tiny_input, "--output", output, "--direct_num_workers", "1"]
     )
     stdout = capsys.readouterr().out
-    assert "runner: DirectRunner (the default" in stdout
+    assert "runner: Beam's Python DirectRunner, in this process (the default" in stdout
     assert result["job"].result.state == "DONE"
     xarray.testing.assert_identical(
         xarray.open_zarr(output).compute(), xarray.open_zarr(tiny_input).compute()
@@ -202,7 +202,7 @@ def test_climatology_example_runs_as_a_script(tmp_path):
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "runner: DirectRunner" in completed.stdout
+    assert "runner: Beam's Python DirectRunner, in this process" in completed.stdout
     assert "saved a map" in completed.stdout
     out_dir = tmp_path / "era5_output"
     assert_is_a_real_png(str(out_dir / "climatology_january_12utc.png"))

@@ -12,7 +12,7 @@ import xarray
 import zarr
 
 import xarray_beam as xbeam
-from xarray_beam import _testing, fast_load, region_io
+from xarray_beam import _testing, compat, fast_load, region_io
 
 
 def _dataset() -> xarray.Dataset:
@@ -68,7 +68,7 @@ def test_windows_load_directly_and_equal_xarray(tmp_path, zarr_format, selection
         variable = expected.variable.copy(deep=False)
         expected = expected.load()
 
-        window = fast_load.zarr_window(variable)
+        window = compat.zarr_window(variable)
         assert window is not None, name
         # direct unless chunk_codec leaves the array to zarr (v2 integers
         # without a fill value)
@@ -91,7 +91,7 @@ def test_other_selections_are_left_to_xarray(tmp_path, indexers):
     path = _write(tmp_path / "s.zarr")
     variable = _open(path).t2m.isel(indexers).variable
 
-    assert fast_load.zarr_window(variable) is None
+    assert compat.zarr_window(variable) is None
     assert not fast_load.load(variable)
     assert not isinstance(variable._data, np.ndarray)  # untouched, still lazy
 
@@ -111,7 +111,7 @@ def test_arrays_zarr_must_decode_are_left_to_xarray(tmp_path):
     path = _write(tmp_path / "s.zarr", t2m={"shards": (8, 6, 5)})
     variable = _open(path).t2m.variable.copy(deep=False)
 
-    assert fast_load.zarr_window(variable) is not None
+    assert compat.zarr_window(variable) is not None
     assert not fast_load.load(variable)
 
 
@@ -120,7 +120,7 @@ def test_xarray_beam_open_zarr_variables_take_the_direct_path(tmp_path):
     loading would quietly go through zarr again)."""
     path = _write(tmp_path / "s.zarr")
     dataset, _ = xbeam.open_zarr(path)
-    window = fast_load.zarr_window(dataset.t2m.isel(time=slice(4, 8)).variable)
+    window = compat.zarr_window(dataset.t2m.isel(time=slice(4, 8)).variable)
 
     assert window is not None
     array, region = window

@@ -473,6 +473,7 @@ def test_rechunk_zarr_rejects_bad_arguments_when_built(
 # Runners and threads.
 
 
+@pytest.mark.slow
 def test_rechunk_zarr_on_multiple_processes_gives_the_same_store(
     tmp_path, fine_pancakes
 ):

@@ -5,15 +5,20 @@ the transforms here read, split, consolidate and write such chunks.
 """
 
 import logging as _logging
+import warnings as _warnings
 
 # Importing Beam logs warnings about optional Google Cloud clients that
-# xarray_beam does not use; keep them out of users' terminals.
+# xarray_beam does not use, and those clients warn about the versions of
+# Python and grpcio they will support next year; keep all of that out of
+# users' terminals.
 _root = _logging.getLogger()
 _level = _root.level
 _root.setLevel(_logging.ERROR)
 try:
-    import apache_beam as _beam  # noqa: F401
-    import apache_beam.io.gcp.internal.clients.bigquery  # noqa: F401
+    with _warnings.catch_warnings():
+        _warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+        import apache_beam as _beam  # noqa: F401
+        import apache_beam.io.gcp.internal.clients.bigquery  # noqa: F401
 except ImportError:
     pass
 finally:
@@ -62,6 +67,7 @@ from xarray_beam.rechunk import (
     split_chunks,
     split_variables,
 )
+from xarray_beam.runners import InProcessRunner
 from xarray_beam.templates import make_template, replace_template_dims
 from xarray_beam.verify import VerifyReport, verify_zarr
 from xarray_beam.zarr import (
@@ -98,6 +104,7 @@ __all__ = [
     "DatasetRechunkPlan",
     "DatasetToChunks",
     "DatasetToZarr",
+    "InProcessRunner",
     "Key",
     "KeyCoder",
     "MemoryModel",

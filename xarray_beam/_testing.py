@@ -9,6 +9,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from xarray_beam import runners
+
 _RESULTS: dict[str, list[Any]] = {}
 
 
@@ -18,13 +20,13 @@ def _store(elements: list[Any], token: str) -> None:
 
 def collect(
     build: Callable[[beam.Pipeline], beam.PCollection],
-    runner: str = "DirectRunner",
+    runner: str = runners.IN_PROCESS_RUNNER,
     **options: Any,
 ) -> list[Any]:
     """Run ``build(pipeline)`` in this process and return the PCollection it makes.
 
-    Only for runners that execute in this process (the in-memory
-    DirectRunner): results travel back through a module global.
+    Only for runners that execute in this process (``InProcessRunner``):
+    results travel back through a module global.
     """
     token = uuid.uuid4().hex
     with beam.Pipeline(runner=runner, options=PipelineOptions([], **options)) as p:

@@ -25,7 +25,7 @@ import numpy as np
 import xarray
 import zarr
 
-from xarray_beam import stores, templates
+from xarray_beam import compat, stores, templates
 from xarray_beam import zarr_layout as layout_lib
 
 
@@ -220,8 +220,6 @@ def _encoded_index(
     variable: xarray.Variable, array: zarr.Array, store: Any, dim: str
 ) -> np.ndarray:
     """Index labels encoded as the store encodes them (e.g. hours since ...)."""
-    from xarray.backends.zarr import encode_zarr_variable
-
     stored = xarray.open_zarr(store, chunks=None)[dim]
     keys = layout_lib.CF_ENCODING_KEYS
     encoding = {k: v for k, v in stored.encoding.items() if k in keys}
@@ -229,5 +227,5 @@ def _encoded_index(
     if values.dtype.kind == "M":
         values = values.astype("datetime64[ns]")
     plain = xarray.Variable(variable.dims, values, encoding=encoding)
-    encoded = np.asarray(encode_zarr_variable(plain, name=dim).values)
+    encoded = np.asarray(compat.encode_zarr_variable(plain, dim).values)
     return encoded.astype(array.dtype, copy=False)

@@ -194,9 +194,13 @@ class ChunkFiles:
             target[...] = block if inner is None else block[inner]
 
 
-def write_file(path: str, runs: list[memoryview]) -> None:
+def write_file(path: str, runs: list[memoryview], exclusive: bool = False) -> None:
     """Write a file atomically from the runs of bytes it consists of: a
     partial file renamed into place, as zarr's LocalStore does.
+
+    With ``exclusive``, the file is created only if none exists (of two
+    racing writers, exactly one succeeds); otherwise ``FileExistsError`` is
+    raised and the file already there is left as it was.
 
     Example:
       ``write_file('/data/a.zarr/t2m/c/0/0', [memoryview(encoded)])``
@@ -204,7 +208,13 @@ def write_file(path: str, runs: list[memoryview]) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f"{path}.{uuid.uuid4().hex}.partial"
     _write_file(partial, runs)
-    os.replace(partial, path)
+    if not exclusive:
+        os.replace(partial, path)
+        return
+    try:
+        os.link(partial, path)  # fails if the path exists, atomically
+    finally:
+        os.remove(partial)
 
 
 def _write_file(path: str, runs: list[memoryview]) -> None:

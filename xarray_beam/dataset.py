@@ -747,8 +747,8 @@ class Dataset:
           ...     {'t': ('time', np.arange(48.0))},
           ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
           >>> ds = Dataset.from_xarray(source, {'time': 24})
-          >>> ds.groupby('time.hour').max().collect_with_direct_runner().t.values[0]
-          np.float64(24.0)
+          >>> ds.groupby('time.hour').max().collect_with_direct_runner().t.values[:2]
+          array([24., 25.])
         """
         return GroupBy(self, group)
 
@@ -989,8 +989,9 @@ class Dataset:
         return zarr_chunks, zarr_shards
 
     def collect_with_direct_runner(self) -> xarray.Dataset:
-        """Run the pipeline on the in-process DirectRunner and return the data
-        (for tests and notebooks: everything must fit in memory).
+        """Run the pipeline on Beam's Python DirectRunner, in this process
+        (``runners.InProcessRunner``), and return the data (for tests and
+        notebooks: everything must fit in memory).
 
         Example:
           >>> import numpy as np, xarray

@@ -75,8 +75,13 @@ def _run(
 
 def _say_runner(out: Printer, runner: str, beam_args: Sequence[str]) -> None:
     chosen = any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
-    note = "" if chosen else " (the default here: runs in this process, offline)"
-    out(f"runner: {runner}{note}")
+    if chosen:
+        out(f"runner: {runner}")
+    else:
+        out(
+            "runner: Beam's Python DirectRunner, in this process (the default "
+            "here; pass -- --runner ... for another)"
+        )
 
 
 def rechunk_job(

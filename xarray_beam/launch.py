@@ -5,45 +5,31 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    PipelineOptions,
-    StandardOptions,
-)
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from xarray_beam import chunks as chunks_lib
+from xarray_beam import runners
+
+runs_in_process = runners.runs_in_process
 
 
 def pipeline_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, str]:
-    """Beam options from flags, on a runner that works offline by default.
+    """Beam options from flags, on a runner that works the same offline.
 
-    Beam's default runner first tries to download the Prism runner; without
-    ``--runner`` we choose the Python DirectRunner, which runs in this
-    process. A ``--runner`` given by the user is left alone.
+    Without ``--runner`` we choose Beam's Python DirectRunner in this process
+    (``runners.InProcessRunner``); Beam's own default first tries to
+    download and start the Prism runner. A ``--runner`` given by the user is
+    left alone.
 
     Returns:
       The options and the name of the runner they select.
 
     Example:
       >>> pipeline_options([])[1]
-      'DirectRunner'
+      'xarray_beam.runners.InProcessRunner'
     """
-    flags = list(beam_args)
-    if not any(f == "--runner" or f.startswith("--runner=") for f in flags):
-        flags.append("--runner=DirectRunner")
-    options = PipelineOptions(flags)
+    options = runners.in_process_options(list(beam_args))
     return options, options.view_as(StandardOptions).runner
-
-
-def runs_in_process(options: PipelineOptions) -> bool:
-    """Whether the runner executes transforms in this process (for progress)."""
-    runner = options.view_as(StandardOptions).runner or ""
-    mode = options.view_as(DirectOptions).direct_running_mode
-    return runner in ("DirectRunner", "BundleBasedDirectRunner") and mode in (
-        None,
-        "in_memory",
-        "multi_threading",
-    )
 
 
 def parse_bytes(text: str) -> int:

@@ -10,7 +10,9 @@ place in the caller's buffer, and stored objects are read and written with
 plain file I/O on a local disk (through the zarr store elsewhere). Chunks
 stored uncompressed on a local disk (the temporary arrays of rechunk passes)
 move between the file and a (possibly strided) buffer with vectored I/O and
-no copy in between. Other arrays go through zarr's API.
+no copy in between. Other arrays go through zarr's API, and so does any chunk
+the direct path fails to decode or encode: zarr then reads or writes it, or
+raises its own error.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.storage
-from zarr.core.buffer import cpu, default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.buffer import cpu, default_buffer_prototype
 
-from xarray_beam import buffers, chunk_codec, chunk_files, stores, threadmap
+from xarray_beam import buffers, chunk_codec, chunk_files, compat, threadmap
 
 Region = tuple[slice, ...]
 
@@ -38,6 +39,29 @@ Region = tuple[slice, ...]
 _VECTORED_CONCURRENCY = 2
 
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+class _CodecError(Exception):
+    """A chunk the direct path could not decode or encode (see ``__cause__``);
+    zarr then handles it."""
+
+
+def _decode(codec: chunk_codec.ChunkCodec, data: Any, out: np.ndarray) -> None:
+    try:
+        codec.decode_into(data, out)
+    except (OSError, MemoryError):  # the machine's trouble, not the codec's
+        raise
+    except Exception as error:
+        raise _CodecError() from error
+
+
+def _encode(codec: chunk_codec.ChunkCodec, block: np.ndarray) -> Any:
+    try:
+        return codec.encode(np.ascontiguousarray(block, dtype=codec.dtype))
+    except (OSError, MemoryError):
+        raise
+    except Exception as error:
+        raise _CodecError() from error
 
 
 def create(
@@ -85,10 +109,10 @@ class _Objects:
     """The stored chunk objects of one array: files on a local disk, or
     objects of its zarr store."""
 
-    def __init__(self, array: zarr.Array):
+    def __init__(self, array: zarr.Array, codec: chunk_codec.ChunkCodec):
         self._store = array.store
         self._prefix = f"{array.path}/" if array.path else ""
-        self._key = array.metadata.encode_chunk_key
+        self._key = codec.key
         local = type(self._store) is zarr.storage.LocalStore
         self.root = str(self._store.root) if local else None
 
@@ -106,7 +130,8 @@ class _Objects:
         allows), which costs less than reading it into fresh memory.
         """
         if self.root is None:
-            found = sync(self._store.get(self.key(index), default_buffer_prototype()))
+            key = self.key(index)
+            found = compat.run(self._store.get(key, default_buffer_prototype()))
             if found is None:
                 return False
             use(found.as_numpy_array())
@@ -134,7 +159,8 @@ class _Objects:
         into place, as zarr's LocalStore does)."""
         if self.root is None:
             array = np.frombuffer(data, np.uint8)
-            sync(self._store.set(self.key(index), cpu.Buffer.from_array_like(array)))
+            buffer = cpu.Buffer.from_array_like(array)
+            compat.run(self._store.set(self.key(index), buffer))
             return
         chunk_files.write_file(self.path(index), [memoryview(data).cast("B")])
 
@@ -173,16 +199,16 @@ class RegionIO:
     ):
         self.array = array
         self.concurrency = max(1, concurrency)
-        self._codec = chunk_codec.for_array(array) if direct else None
-        self._objects = _Objects(array) if self._codec is not None else None
+        codec = chunk_codec.for_array(array) if direct else None
+        self._codec = codec
+        self._objects = _Objects(array, codec) if codec is not None else None
         self._files = None
         if (
-            self._codec is not None
-            and self._codec.compressor is None
+            codec is not None
+            and codec.compressor is None
             and self._objects.root is not None
         ):
             self.concurrency = max(self.concurrency, _VECTORED_CONCURRENCY)
-            codec = self._codec
             self._files = chunk_files.ChunkFiles(
                 codec.chunks, codec.dtype, codec.fill_value, direct=unbuffered
             )
@@ -221,7 +247,7 @@ class RegionIO:
         their copies are at most the region's size again.
         """
         if not self.direct:
-            stores.writing_every_chunk(self.array).set_basic_selection(region, data)
+            self._write_through_zarr(region, data)
             return
         origin = [s.start for s in region]
         codec, objects = self._codec, self._objects
@@ -234,18 +260,22 @@ class RegionIO:
                     f"region {region} does not cover whole chunks of "
                     f"{self.array.path!r}: chunk {chunk} is partly outside it"
                 )
-            part = _view(data, _relative(chunk, origin))
-            if part.dtype != codec.dtype:
-                part = part.astype(codec.dtype)
+            given = _view(data, _relative(chunk, origin))
+            part = given if given.dtype == codec.dtype else given.astype(codec.dtype)
             if part.shape != codec.chunks:  # an edge chunk, stored padded
                 block = np.full(codec.chunks, codec.fill_value, codec.dtype)
                 block[tuple(slice(0, n) for n in part.shape)] = part
                 part = block
             if self._files is not None:
                 self._files.write(objects.path(index), part, scratch)
-            else:
-                part = np.ascontiguousarray(part, dtype=codec.dtype)
-                objects.put(index, codec.encode(part))
+                return
+            try:
+                encoded = _encode(codec, part)
+            except _CodecError as error:
+                chunk_codec.note_fallback(self.array, error.__cause__)
+                self._write_through_zarr(chunk, given)
+                return
+            objects.put(index, encoded)
 
         self._map(write_chunk, list(self._chunks(region)))
 
@@ -256,10 +286,7 @@ class RegionIO:
 
             def read_part(item: tuple[tuple[int, ...], Region]) -> None:
                 part = _intersect(item[1], region)
-                target = _view(out, _relative(part, origin))
-                self.array.get_basic_selection(
-                    part, out=cpu.NDBuffer.from_numpy_array(target)
-                )
+                self._read_through_zarr(part, _view(out, _relative(part, origin)))
 
             self._map(read_part, list(self._chunks(region)))
             return
@@ -279,13 +306,26 @@ class RegionIO:
             direct = whole and target.flags.c_contiguous
             # otherwise part of a chunk (an edge, a partial read) or strided
             block = target if direct else np.empty(codec.chunks, codec.dtype)
-            found = objects.read(index, lambda data: codec.decode_into(data, block))
+            try:
+                found = objects.read(index, lambda data: _decode(codec, data, block))
+            except _CodecError as error:
+                chunk_codec.note_fallback(self.array, error.__cause__)
+                self._read_through_zarr(part, target)
+                return
             if found and not direct:
                 target[...] = block[inner]
             if not found:
                 target[...] = codec.fill_value
 
         self._map(read_chunk, list(self._chunks(region)))
+
+    def _write_through_zarr(self, region: Region, data: np.ndarray) -> None:
+        compat.writing_every_chunk(self.array).set_basic_selection(region, data)
+
+    def _read_through_zarr(self, region: Region, target: np.ndarray) -> None:
+        self.array.get_basic_selection(
+            region, out=cpu.NDBuffer.from_numpy_array(target)
+        )
 
     def _scratch(self) -> buffers.Scratch | None:
         """Buffers for direct I/O of this call's chunk files (made if needed)."""

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import fsspec
 import zarr
 import zarr.abc.store
-from zarr.core.sync import sync
+
+from xarray_beam import compat
 
 StoreLike = str | os.PathLike | zarr.abc.store.Store
 Mode = Literal["w-", "w", "r+"]
@@ -62,16 +63,6 @@ def open_group(
     return zarr.open_group(store, mode=mode, **kwargs)
 
 
-def writing_every_chunk(array: zarr.Array) -> zarr.Array:
-    """The array, set to store every chunk written, even all-fill ones.
-
-    Then every written chunk exists as an object (so a store can be checked
-    for completeness by listing it), and writes skip a pass over the data
-    comparing it to the fill value.
-    """
-    return array.with_config({"write_empty_chunks": True})
-
-
 def store_state(
     store: str | zarr.abc.store.Store,
     storage_options: Mapping[str, Any] | None = None,
@@ -83,9 +74,9 @@ def store_state(
     if isinstance(store, zarr.abc.store.Store):
         # A Store may wrap a directory or bucket the user also keeps other data
         # in; mode='w' clears the whole Store, so "not Zarr" must mean "other".
-        if any(sync(store.exists(name)) for name in _ZARR_MARKERS):
+        if any(compat.run(store.exists(name)) for name in _ZARR_MARKERS):
             return "zarr"
-        return "empty" if sync(store.is_empty("")) else "other"
+        return "empty" if compat.run(store.is_empty("")) else "other"
     fs, path = fsspec.core.url_to_fs(store, **(storage_options or {}))
     if not fs.exists(path):
         return "missing"

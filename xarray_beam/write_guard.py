@@ -13,13 +13,17 @@ Metadata objects pass through untouched.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import zarr
 import zarr.abc.store
 import zarr.storage
-from zarr.core.buffer import Buffer, default_buffer_prototype
+from zarr.buffer import default_buffer_prototype
+
+from xarray_beam import chunk_files
 
 _METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
@@ -33,26 +37,30 @@ class GuardedStore(zarr.storage.WrapperStore):
 
     Example:
       >>> import tempfile
-      >>> from zarr.core.buffer import default_buffer_prototype as proto
+      >>> from xarray_beam.compat import run
       >>> store = GuardedStore(zarr.storage.LocalStore(tempfile.mkdtemp()))
-      >>> data = proto().buffer.from_bytes(b'abc')
+      >>> data = default_buffer_prototype().buffer.from_bytes(b'abc')
       >>> for value in (data, data):  # a retried write: fine
-      ...     zarr.core.sync.sync(store.set('a/c/0', value))
-      >>> other = proto().buffer.from_bytes(b'xyz')
-      >>> zarr.core.sync.sync(store.set('a/c/0', other))
+      ...     run(store.set('a/c/0', value))
+      >>> other = default_buffer_prototype().buffer.from_bytes(b'xyz')
+      >>> run(store.set('a/c/0', other))
       Traceback (most recent call last):
       ...
       xarray_beam.write_guard.ConflictingWriteError: chunk object 'a/c/0' ...
     """
 
-    async def set(self, key: str, value: Buffer) -> None:
+    async def set(self, key: str, value: Any) -> None:
         if key.rsplit("/", 1)[-1] in _METADATA:
             await self._store.set(key, value)
             return
         if isinstance(self._store, zarr.storage.LocalStore):
+            path = os.path.join(self._store.root, *key.split("/"))
+            data = [memoryview(value.as_numpy_array()).cast("B")]
             try:
                 # Exclusive creation: of two racing writers, one gets here.
-                await self._store._set(key, value, exclusive=True)
+                await asyncio.to_thread(
+                    chunk_files.write_file, path, data, exclusive=True
+                )
                 return
             except FileExistsError:
                 pass

@@ -19,10 +19,9 @@ import apache_beam as beam
 import dask.array
 import numpy as np
 import xarray
-from xarray.backends.zarr import encode_zarr_variable
 
 from xarray_beam import append as append_lib
-from xarray_beam import core, stores, templates, threadmap, write_guard
+from xarray_beam import compat, core, stores, templates, threadmap, write_guard
 from xarray_beam import verify as verify_lib
 from xarray_beam import zarr_layout as layout_lib
 from xarray_beam.core import Key
@@ -320,7 +319,7 @@ def _stored_values(
         # always encode from ns.
         values = values.astype(f"{values.dtype.kind}8[ns]")
     plain = xarray.Variable(var.dims, values, encoding=dict(layout.encoding))
-    return np.asarray(encode_zarr_variable(plain, name=name).values)
+    return np.asarray(compat.encode_zarr_variable(plain, name).values)
 
 
 class _ZarrWriter:
@@ -380,7 +379,7 @@ class _ZarrWriter:
                 else:
                     group = stores.open_group(self._store, "r+", self._storage_options)
                 self._arrays = {
-                    name: stores.writing_every_chunk(group[name])
+                    name: compat.writing_every_chunk(group[name])
                     for name in target.variables
                 }
                 if self._resume:

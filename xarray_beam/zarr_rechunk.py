@@ -26,9 +26,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from xarray_beam import (
     buffers,
+    compat,
     core,
     planning,
     region_io,
+    runners,
     stores,
     templates,
     threadmap,
@@ -298,9 +300,19 @@ def _check_same_stored_dtype(name: str, source: np.dtype, target: np.dtype) -> N
         )
 
 
-def _planned_stored_dtype(var: xarray.Variable, encoding: Mapping) -> np.dtype:
-    """The dtype xarray will store a template variable with."""
-    return np.dtype(encoding.get("dtype", var.encoding.get("dtype", var.dtype)))
+def _planned_stored_dtype(
+    name: str, var: xarray.Variable, encoding: Mapping
+) -> np.dtype:
+    """The dtype xarray will store a template variable with, asked of xarray
+    itself (releases differ: older ones store booleans as int8)."""
+    keys = zarr_lib.layout_lib.CF_ENCODING_KEYS
+    values_encoding = {
+        k: v for k, v in {**var.encoding, **encoding}.items() if k in keys
+    }
+    sample = xarray.Variable(
+        var.dims, np.zeros((1,) * var.ndim, var.dtype), encoding=values_encoding
+    )
+    return compat.encode_zarr_variable(sample, name).dtype
 
 
 def _pass_done(outputs, token, label: str):
@@ -489,7 +501,9 @@ class RechunkZarr(beam.PTransform):
             _check_same_stored_dtype(
                 name,
                 arrays[name].dtype,
-                _planned_stored_dtype(dataset[name].variable, layout_encoding[name]),
+                _planned_stored_dtype(
+                    name, dataset[name].variable, layout_encoding[name]
+                ),
             )
         self._template = templates.make_template(dataset, lazy_vars=set(names))
         self._names = names
@@ -617,8 +631,9 @@ def rechunk_zarr(
     Args:
       source, target, target_chunks, max_mem, temp_store: as for
         ``RechunkZarr``.
-      pipeline_options: Beam options or flags (default: the in-process
-        DirectRunner).
+      pipeline_options: Beam options or flags (default: Beam's Python
+        DirectRunner in this process, ``runners.InProcessRunner``, also when
+        flags name no runner).
       **kwargs: the other arguments of ``RechunkZarr``.
 
     Returns:
@@ -631,13 +646,8 @@ def rechunk_zarr(
     transform = RechunkZarr(
         source, target, target_chunks, max_mem, temp_store, **kwargs
     )
-    if pipeline_options is None:
-        pipeline_options = PipelineOptions([], runner="DirectRunner")
-    elif not isinstance(pipeline_options, PipelineOptions):
-        flags = list(pipeline_options)
-        if not any(f.startswith("--runner") for f in flags):
-            flags += ["--runner", "DirectRunner"]
-        pipeline_options = PipelineOptions(flags)
+    if not isinstance(pipeline_options, PipelineOptions):
+        pipeline_options = runners.in_process_options(pipeline_options or [])
     with beam.Pipeline(options=pipeline_options) as pipeline:
         _ = pipeline | "RechunkZarr" >> transform
     return transform.plan
