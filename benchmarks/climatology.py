@@ -69,7 +69,7 @@ def xarray_beam_climatology(source: str, target: str, args) -> float:
     )
     template = climatology.template(ds)
     zarr_chunks = {"month": 1, "hour": -1}
-    with beam.Pipeline("DirectRunner") as p:
+    with beam.Pipeline(xbeam.InProcessRunner()) as p:
         _ = (
             p
             | xbeam.DatasetToChunks(

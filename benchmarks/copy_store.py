@@ -34,7 +34,7 @@ def xarray_beam_copy(source: str, target: str, args) -> float:
 
     start = time.perf_counter()
     source_ds, chunks = xbeam.open_zarr(source)
-    with beam.Pipeline("DirectRunner") as p:
+    with beam.Pipeline(xbeam.InProcessRunner()) as p:
         _ = (
             p
             | xbeam.DatasetToChunks(source_ds, chunks)

@@ -63,7 +63,7 @@ def xarray_beam_shuffle(source: str, target: str, args) -> dict:
     rechunk = xbeam.Rechunk(
         dict(ds.sizes), chunks, TARGET, itemsize, max_mem=args.max_mem_mb * 2**20
     )
-    with beam.Pipeline("DirectRunner") as p:
+    with beam.Pipeline(xbeam.InProcessRunner()) as p:
         _ = (
             p
             | xbeam.DatasetToChunks(ds, chunks, split_vars=True)
