@@ -57,7 +57,7 @@ setuptools.setup(
         "s3": ["s3fs>=2024.12.0"],
         "docs": _DOCS,
     },
-    entry_points={"console_scripts": ["xarray-beam=xarray_beam.cli:main"]},
+    entry_points={"console_scripts": ["xarray-beam=xarray_beam.programs.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.11",

@@ -36,10 +36,10 @@ def dask_xarray(source: str, target: str, args) -> float:
 
 
 def xarray_beam_storage(source: str, target: str, args) -> dict:
-    from xarray_beam import zarr_rechunk
+    from xarray_beam.beam import rechunk_zarr
 
     start = time.perf_counter()
-    plan = zarr_rechunk.rechunk_zarr(
+    plan = rechunk_zarr.rechunk_zarr(
         source,
         target,
         TARGET,

@@ -27,7 +27,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 
 import xarray_beam as xbeam  # noqa: E402
-from xarray_beam import planning, synthetic  # noqa: E402
+from xarray_beam import synthetic  # noqa: E402
+from xarray_beam.model import planning
 
 DEFAULT_OUTPUT = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "_static", "figures"

@@ -25,7 +25,7 @@ import xarray
 sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
-from xarray_beam import jobs, launch  # noqa: E402
+from xarray_beam.programs import jobs, launch  # noqa: E402
 
 
 def save_map(store: str, path: str, variable: str = "2m_temperature") -> str | None:

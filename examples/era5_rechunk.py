@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
-from xarray_beam import jobs, launch  # noqa: E402
+from xarray_beam.programs import jobs, launch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

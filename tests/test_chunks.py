@@ -7,7 +7,8 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from xarray_beam import chunks as chunks_lib
+from xarray_beam.model import chunks as chunks_lib
+from xarray_beam.model import units
 
 
 @pytest.mark.parametrize(
@@ -203,8 +204,8 @@ def test_normalize_chunks_errors_name_the_culprit(chunks, error, match):
 
 
 def test_parse_size_units():
-    assert chunks_lib.parse_size("64MiB") == 64 * 2**20
-    assert chunks_lib.parse_size("2kB") == 2000
-    assert chunks_lib.parse_size("5e3") == 5000
+    assert units.parse_size("64MiB") == 64 * 2**20
+    assert units.parse_size("2kB") == 2000
+    assert units.parse_size("5e3") == 5000
     with pytest.raises(ValueError, match="not a size"):
-        chunks_lib.parse_size("64 parsecs")
+        units.parse_size("64 parsecs")

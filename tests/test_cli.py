@@ -13,7 +13,9 @@ import zarr
 from apache_beam.options.pipeline_options import DirectOptions
 from helpers import assert_matches_oracle, climatology_oracle, read_tree
 
-from xarray_beam import cli, launch, progress, runners, synthetic
+from xarray_beam import synthetic
+from xarray_beam.beam import metrics, runners
+from xarray_beam.programs import cli, launch, progress
 
 DATA_VARS = tuple(synthetic.DEFAULT_VARIABLES)
 SUBCOMMANDS = ("info", "plan", "rechunk", "climatology", "verify")
@@ -77,7 +79,7 @@ def test_info_prints_dims_variables_chunks_and_total_size(capsys, store, source)
     for name in source.variables:
         assert name in out
     assert "chunks (24, 19, 36)" in out
-    assert f"total: {source.nbytes / 1e6:.1f} MB" in out
+    assert f"total: {source.nbytes / 2**20:.1f} MiB" in out
 
 
 def test_plan_prints_the_plan_and_writes_nothing(capsys, monkeypatch, tmp_path, store):
@@ -493,26 +495,26 @@ def test_progress_final_line_shows_done_of_total_and_bytes():
     with progress.Progress(
         8, "test_chunks", "test_bytes", "chunks", stream=stream, enabled=True
     ):
-        progress.record("test_chunks", 3)
-        progress.record("test_chunks")
-        progress.record("test_bytes", 2_500_000)
+        metrics.count("test_chunks", 3)
+        metrics.count("test_chunks")
+        metrics.count("test_bytes", 2_500_000)
     text = stream.getvalue()
     assert text.endswith("\n")
     final = text.rstrip("\n").split("\r")[-1]
     assert "4/8 chunks" in final
-    assert "2.5 MB" in final
+    assert "2.4 MiB" in final
     assert "[##########..........]" in final
 
 
-def test_progress_record_outside_a_progress_is_a_no_op():
+def test_counts_outside_a_progress_do_not_reach_it():
     stream = io.StringIO()
     bar = progress.Progress(
         5, "test_outside", "test_outside_bytes", stream=stream, enabled=True
     )
     with bar:
-        progress.record("test_outside", 2)
-    progress.record("test_outside", 100)
-    progress.record("test_outside_bytes", 10**9)
+        metrics.count("test_outside", 2)
+    metrics.count("test_outside", 100)
+    metrics.count("test_outside_bytes", 10**9)
     assert "2/5 chunks" in bar.line()
     assert "0 B at" in bar.line()
 
@@ -523,7 +525,7 @@ def test_progress_writes_nothing_when_disabled():
     with progress.Progress(
         2, "test_quiet", "test_quiet_bytes", stream=stream, enabled=False
     ):
-        progress.record("test_quiet", 2)
+        metrics.count("test_quiet", 2)
     assert stream.getvalue() == ""
 
 

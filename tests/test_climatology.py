@@ -8,9 +8,10 @@ import pytest
 import xarray
 
 import xarray_beam as xbeam
-from xarray_beam import _testing, synthetic
-from xarray_beam.climatology import Grouping, make_grouping
-from xarray_beam.core import Key
+from xarray_beam import synthetic
+from xarray_beam.beam import runners
+from xarray_beam.beam.climatology import Grouping, make_grouping
+from xarray_beam.model.key import Key
 
 CHUNKS = {"time": 100, "latitude": 4}  # time chunks split every group
 MONTH_HOUR = make_grouping(("month", "hour"))
@@ -99,7 +100,7 @@ def _present(dataset, grouping: Grouping) -> set:
 
 
 def _run(dataset, transform, chunks=CHUNKS):
-    return _testing.collect(
+    return runners.collect(
         lambda p: p | xbeam.DatasetToChunks(dataset, chunks) | transform
     )
 
@@ -248,7 +249,7 @@ def test_climatology_written_to_zarr_equals_reindexed_oracle(era5, tmp_path):
         )
         return (first, second) | beam.Flatten()
 
-    _testing.collect(build)
+    runners.collect(build)
     expected = _oracle(era5, MONTH_HOUR, "mean")
     for path in (plain, stored):
         written = xarray.open_zarr(path).compute()
@@ -311,7 +312,7 @@ def test_anomaly_takes_the_climatology_as_a_singleton_side_input(era5):
             | xbeam.Anomaly(side, ("month", "hour"))
         )
 
-    _assert_anomaly_chunks(_testing.collect(build), era5, climatology)
+    _assert_anomaly_chunks(runners.collect(build), era5, climatology)
 
 
 def test_anomaly_of_a_selection_matches_the_climatology_by_label(era5):
@@ -378,7 +379,7 @@ def test_non_datetime_time_without_template_fails_when_run():
         {"v": ("time", np.arange(6.0))}, coords={"time": np.arange(6)}
     )
     with pytest.raises(ValueError, match="needs datetime64 values along 'time'"):
-        _testing.collect(
+        runners.collect(
             lambda p: (
                 p
                 | beam.Create([(Key({"time": 0}), dataset)])

@@ -13,8 +13,9 @@ import xarray
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import xarray_beam as xb
-from xarray_beam import jobs, synthetic
-from xarray_beam.verify import verify_zarr
+from xarray_beam import synthetic
+from xarray_beam.io.verify import verify_zarr
+from xarray_beam.programs import jobs
 
 pytestmark = pytest.mark.slow  # storage emulators
 

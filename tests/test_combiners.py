@@ -9,9 +9,9 @@ import pytest
 import xarray
 
 import xarray_beam as xbeam
-from xarray_beam import _testing
-from xarray_beam.core import Key
-from xarray_beam.reductions import Reducer
+from xarray_beam.beam import runners
+from xarray_beam.model.key import Key
+from xarray_beam.model.reductions import Reducer
 
 TRANSFORMS = {
     "mean": xbeam.Mean,
@@ -42,7 +42,7 @@ def _run_branches(dataset, chunks, transforms: dict[str, beam.PTransform]):
         return branches | beam.Flatten()
 
     results = {name: [] for name in transforms}
-    for name, pair in _testing.collect(build):
+    for name, pair in runners.collect(build):
         results[name].append(pair)
     return results
 
@@ -148,7 +148,7 @@ def test_skipna_false_and_min_count_mask_results(mixed_dataset):
 
 
 def test_mean_globally_reduces_a_pcollection_of_datasets(mixed_dataset):
-    outputs = _testing.collect(
+    outputs = runners.collect(
         lambda p: (
             p
             | xbeam.DatasetToChunks(mixed_dataset, {"time": 3})
@@ -164,7 +164,7 @@ def test_mean_per_key_reduces_the_datasets_of_each_key(mixed_dataset):
     first = mixed_dataset.isel(time=slice(0, 4))
     second = mixed_dataset.isel(time=slice(4, 10))
     doubled = mixed_dataset[NUMERIC] * 2
-    outputs = _testing.collect(
+    outputs = runners.collect(
         lambda p: (
             p
             | beam.Create(
@@ -322,7 +322,7 @@ def test_chunks_of_mismatched_sizes_for_one_key_raise(mixed_dataset):
         ),
     ]
     with pytest.raises(ValueError, match="same size along the kept dimensions"):
-        _testing.collect(lambda p: p | beam.Create(chunks) | xbeam.Mean("time"))
+        runners.collect(lambda p: p | beam.Create(chunks) | xbeam.Mean("time"))
 
 
 @pytest.mark.parametrize("fanout", [0, -2, 1.5])

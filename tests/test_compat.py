@@ -15,7 +15,7 @@ import zarr
 import zarr.storage
 from zarr.buffer import default_buffer_prototype
 
-from xarray_beam import compat
+from xarray_beam.io import compat
 
 
 @pytest.mark.parametrize("kind", ["local", "memory", "fsspec"])
@@ -68,7 +68,7 @@ def store(tmp_path) -> str:
         path,
         encoding={
             "t2m": {"chunks": (2, 4)},
-            "packed": {"dtype": "int16", "scale_factor": 0.001},
+            "packed": {"dtype": "int16", "scale_factor": 0.001, "_FillValue": -1},
         },
     )
     return path

@@ -10,8 +10,9 @@ import pytest
 import xarray
 
 import xarray_beam as xbeam
-from xarray_beam import _testing
-from xarray_beam.core import Key, KeyCoder
+from xarray_beam.beam import runners
+from xarray_beam.beam.coders import KeyCoder
+from xarray_beam.model.key import Key
 
 # --- Key -------------------------------------------------------------------
 
@@ -110,7 +111,7 @@ def test_group_by_key_groups_equal_keys_built_differently():
         (Key(dict([("y", 0), ("x", 0)])), 2),
         (Key({"x": 1, "y": 0}), 3),
     ]
-    result = _testing.collect(
+    result = runners.collect(
         lambda p: (
             p
             | beam.Create(pairs)
@@ -170,12 +171,12 @@ def test_validate_chunk_rejects_wrong_types(mixed_dataset):
 
 def test_validate_each_chunk_passes_good_chunks_and_fails_bad_ones(mixed_dataset):
     good = [(Key({"time": 0}), mixed_dataset)]
-    assert _testing.collect(
-        lambda p: p | beam.Create(good) | xbeam.ValidateEachChunk()
-    )[0][0] == Key({"time": 0})
+    assert runners.collect(lambda p: p | beam.Create(good) | xbeam.ValidateEachChunk())[
+        0
+    ][0] == Key({"time": 0})
     bad = [(Key({"level": 0}), mixed_dataset)]
     with pytest.raises(Exception, match="level"):
-        _testing.collect(lambda p: p | beam.Create(bad) | xbeam.ValidateEachChunk())
+        runners.collect(lambda p: p | beam.Create(bad) | xbeam.ValidateEachChunk())
 
 
 # --- DatasetToChunks -----------------------------------------------------------
@@ -207,7 +208,7 @@ def _check_chunks_match_xarray(results, dataset, expected_count):
     ],
 )
 def test_dataset_to_chunks_matches_xarray_slices(mixed_dataset, chunks, count):
-    results = _testing.collect(
+    results = runners.collect(
         lambda p: p | xbeam.DatasetToChunks(mixed_dataset, chunks)
     )
     _check_chunks_match_xarray(results, mixed_dataset, count)
@@ -218,13 +219,13 @@ def test_dataset_to_chunks_matches_xarray_slices(mixed_dataset, chunks, count):
 
 def test_dataset_to_chunks_uses_dask_chunks_when_chunks_is_none(mixed_dataset):
     chunked = mixed_dataset.chunk({"time": 5, "latitude": 4})
-    results = _testing.collect(lambda p: p | xbeam.DatasetToChunks(chunked))
+    results = runners.collect(lambda p: p | xbeam.DatasetToChunks(chunked))
     _check_chunks_match_xarray(results, mixed_dataset, 4)
 
 
 def test_dataset_to_chunks_split_vars_keys_only_the_variables_dims(mixed_dataset):
     chunks = {"time": 5, "latitude": 4}
-    results = _testing.collect(
+    results = runners.collect(
         lambda p: p | xbeam.DatasetToChunks(mixed_dataset, chunks, split_vars=True)
     )
     # t2m: 2x2 chunks, count: 2, lsm: 2, valid: 2, scale: 1
@@ -237,7 +238,7 @@ def test_dataset_to_chunks_split_vars_keys_only_the_variables_dims(mixed_dataset
 
 def test_dataset_to_chunks_with_several_datasets_cuts_the_same_regions(mixed_dataset):
     second = mixed_dataset[["count"]] * 2
-    results = _testing.collect(
+    results = runners.collect(
         lambda p: (
             p
             | xbeam.DatasetToChunks(
@@ -259,12 +260,12 @@ def test_dataset_to_chunks_generates_keys_on_workers_above_threshold(mixed_datas
         mixed_dataset, {"time": 1, "latitude": 2}, shard_keys_threshold=5
     )
     assert transform.chunk_count == 40
-    results = _testing.collect(lambda p: p | transform)
+    results = runners.collect(lambda p: p | transform)
     _check_chunks_match_xarray(results, mixed_dataset, 40)
 
 
 def test_dataset_to_chunks_loads_several_keys_at_once(mixed_dataset):
-    results = _testing.collect(
+    results = runners.collect(
         lambda p: p | xbeam.DatasetToChunks(mixed_dataset, {"time": 1}, num_threads=4)
     )
     _check_chunks_match_xarray(results, mixed_dataset, 10)
@@ -274,7 +275,7 @@ def test_dataset_to_chunks_reads_lazy_zarr_data(tmp_path, era5_small):
     path = str(tmp_path / "src.zarr")
     era5_small.to_zarr(path, zarr_format=3)
     source, chunks = xbeam.open_zarr(path)
-    results = _testing.collect(
+    results = runners.collect(
         lambda p: p | xbeam.DatasetToChunks(source, {"time": 24, "latitude": 10})
     )
     assert len(results) == 4

@@ -281,7 +281,10 @@ def test_source_distribution_holds_what_dataflow_workers_install(
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for required in (
         "xarray_beam/__init__.py",
-        "xarray_beam/zarr_rechunk.py",
+        "xarray_beam/beam/rechunk_zarr.py",
+        "xarray_beam/io/_direct/codec.py",
+        "xarray_beam/model/key.py",
+        "xarray_beam/programs/cli.py",
         "setup.py",
         "README.md",
     ):

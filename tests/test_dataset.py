@@ -11,7 +11,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from helpers import read_tree
 
 import xarray_beam as xb
-from xarray_beam import _testing, synthetic
+from xarray_beam import synthetic
+from xarray_beam.beam import runners
 from xarray_beam.dataset import Dataset
 
 
@@ -27,7 +28,7 @@ def run(transform: beam.PTransform, **options) -> None:
 
 
 def count_elements(ds: Dataset) -> int:
-    return len(_testing.collect(lambda p: p | ds.ptransform))
+    return len(runners.collect(lambda p: p | ds.ptransform))
 
 
 def step_labels(ds: Dataset) -> list[str]:
@@ -50,7 +51,7 @@ def test_properties_match_the_chunks(mixed_dataset, split_vars):
     assert ds.chunks == {"time": 4, "latitude": 3, "longitude": 6}
     itemsizes = [v.dtype.itemsize for v in mixed_dataset.data_vars.values()]
     assert ds.itemsize == (max(itemsizes) if split_vars else sum(itemsizes))
-    elements = _testing.collect(lambda p: p | ds.ptransform)
+    elements = runners.collect(lambda p: p | ds.ptransform)
     assert ds.chunk_count == len(elements)
     biggest = max(
         (v.nbytes for _, c in elements for v in c.data_vars.values())
@@ -130,7 +131,7 @@ def test_chunks_accept_bytes_and_ellipsis(numeric):
 
 
 def _pieces(dataset, chunks, split_vars=False):
-    return _testing.collect(
+    return runners.collect(
         lambda p: p | xb.DatasetToChunks(dataset, chunks, split_vars=split_vars)
     )
 
@@ -343,7 +344,7 @@ def test_rechunk_after_a_step_shuffles(numeric, split_vars):
     rechunked = ds.rechunk({"time": -1, "latitude": 2, "longitude": 4}, max_mem=2**12)
     assert step_labels(rechunked)[-1] == "Rechunk"
     assert rechunked.chunks == {"time": 10, "latitude": 2, "longitude": 4}
-    elements = _testing.collect(lambda p: p | rechunked.ptransform)
+    elements = runners.collect(lambda p: p | rechunked.ptransform)
     assert len(elements) == rechunked.chunk_count
     for key, chunk in elements:
         for dim, offset in key.offsets.items():

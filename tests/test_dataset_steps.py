@@ -15,7 +15,6 @@ import pytest
 import xarray
 
 from xarray_beam import dataset_steps
-from xarray_beam.core import Key
 from xarray_beam.dataset_steps import (
     CheckVariables,
     ChunkChecker,
@@ -25,7 +24,9 @@ from xarray_beam.dataset_steps import (
     SelectVariables,
     Transpose,
 )
-from xarray_beam.reductions import STATS, Reducer
+from xarray_beam.model import units
+from xarray_beam.model.key import Key
+from xarray_beam.model.reductions import STATS, Reducer
 
 # Ragged last chunks along both dimensions: t is 2, 2, 1 and x is 3, 3, 1.
 CHUNKS = {"t": 2, "x": 3}
@@ -588,7 +589,7 @@ def test_bytes_per_chunk_of_dataset_without_variables_is_zero():
     ],
 )
 def test_format_bytes(count, text):
-    assert dataset_steps.format_bytes(count) == text
+    assert units.format_bytes(count) == text
 
 
 @pytest.mark.parametrize("dims", [["t", "x"], ["x"], ["x", "t"], []])

@@ -19,7 +19,10 @@ import zarr
 import zarr.storage
 
 import xarray_beam as xb
-from xarray_beam import _testing, chunk_codec, compat, fast_load, region_io, synthetic
+from xarray_beam import synthetic
+from xarray_beam.beam import runners
+from xarray_beam.io import compat, fast_load, region_io
+from xarray_beam.io._direct import codec as chunk_codec
 
 SHAPE, CHUNKS = (7, 10), (3, 4)
 
@@ -121,7 +124,7 @@ def test_dataset_to_chunks_loads_every_variable_of_a_store_directly(
     monkeypatch.setattr(fast_load, "load", spy)
     source, chunks = xb.open_zarr(path)
 
-    chunks_read = _testing.collect(lambda p: p | xb.DatasetToChunks(source, chunks))
+    chunks_read = runners.collect(lambda p: p | xb.DatasetToChunks(source, chunks))
 
     assert loaded and all(loaded), f"{loaded.count(False)} loads went through zarr"
     result = xb.consolidate_fully(chunks_read)[1]
@@ -197,11 +200,11 @@ def test_a_fallback_is_logged_once_at_debug_level(tmp_path, monkeypatch, caplog)
     faked = _document_with(array, FAKED_DOCUMENTS["unknown-codec"])
     monkeypatch.setattr(chunk_codec, "metadata_document", lambda a: faked)
 
-    with caplog.at_level(logging.DEBUG, logger="xarray_beam.chunk_codec"):
+    with caplog.at_level(logging.DEBUG, logger="xarray_beam.io._direct.codec"):
         for _ in range(3):
             assert chunk_codec.for_array(array) is None
 
-    records = [r for r in caplog.records if r.name == "xarray_beam.chunk_codec"]
+    records = [r for r in caplog.records if r.name == "xarray_beam.io._direct.codec"]
     assert len(records) == 1
     assert records[0].levelno == logging.DEBUG
     assert "brand-new" in records[0].getMessage()
@@ -224,7 +227,7 @@ def test_fast_load_with_an_unrecognised_layout_gives_xarrays_values(
         variable = var.copy(deep=False)
         assert not fast_load.load(variable), name
     result = xb.consolidate_fully(
-        _testing.collect(lambda p: p | xb.DatasetToChunks(source, chunks))
+        runners.collect(lambda p: p | xb.DatasetToChunks(source, chunks))
     )[1]
     xarray.testing.assert_identical(result, expected)
 

@@ -12,7 +12,8 @@ import xarray
 import zarr
 
 import xarray_beam as xbeam
-from xarray_beam import _testing, compat, fast_load, region_io
+from xarray_beam.beam import runners
+from xarray_beam.io import compat, fast_load, region_io
 
 
 def _dataset() -> xarray.Dataset:
@@ -135,7 +136,7 @@ def test_dataset_to_chunks_of_a_zarr_store_equals_xarray(tmp_path, split_vars):
     chunks = {"time": 4, "y": 3, "x": 7}
     expected = _open(path).load()
 
-    results = _testing.collect(
+    results = runners.collect(
         lambda p: p | xbeam.DatasetToChunks(dataset, chunks, split_vars=split_vars)
     )
 

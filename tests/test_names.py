@@ -18,8 +18,8 @@ import zarr.storage
 from helpers import read_tree
 
 import xarray_beam as xb
-from xarray_beam import zarr_rechunk
-from xarray_beam.zarr_layout import check_names
+from xarray_beam.beam import rechunk_zarr
+from xarray_beam.model.zarr_layout import check_names
 
 ESCAPING_NAMES = ["../evil", "/abs", "a/b", "..", "", "a\\b", "a\x00b"]
 OTHER_BAD_NAMES = [".", "...", "a\nb", "zarr.json", ".zattrs", ".ZGROUP", 3]
@@ -238,19 +238,19 @@ def test_rechunk_zarr_refuses_a_temp_store_overlapping_source_or_target(
 def test_rechunk_zarr_keeps_the_temp_store_when_a_pass_fails(
     tmp_path, rows, monkeypatch
 ):
-    copy = zarr_rechunk._RegionCopier.__call__
+    copy = rechunk_zarr._RegionCopier.__call__
 
     def fail_into_the_target(self, key, token):
         if not self._target.temporary:
             raise OSError("disk full")
         yield from copy(self, key, token)
 
-    monkeypatch.setattr(zarr_rechunk._RegionCopier, "__call__", fail_into_the_target)
+    monkeypatch.setattr(rechunk_zarr._RegionCopier, "__call__", fail_into_the_target)
     target = str(tmp_path / "out.zarr")
     with pytest.raises(Exception, match="disk full"):
         xb.rechunk_zarr(rows, target, COLUMNS, TWO_PASS_MEM)
     temp = zarr.open_group(target + ".rechunk-temp", mode="r")
-    assert temp.attrs[zarr_rechunk._TEMP_MARKER]
+    assert temp.attrs[rechunk_zarr._TEMP_MARKER]
     np.testing.assert_array_equal(
         temp["pass1"]["t"][:], np.arange(256.0).reshape(16, 16)
     )

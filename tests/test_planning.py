@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xarray_beam as xbeam
-from xarray_beam import _testing
-from xarray_beam.core import Key, offsets_to_slices
-from xarray_beam.planning import (
+from xarray_beam.beam import runners
+from xarray_beam.model.key import Key, offsets_to_slices
+from xarray_beam.model.planning import (
     CostModel,
     VariableShape,
     plan_dataset_rechunk,
@@ -778,7 +778,7 @@ def _chunks_of(dataset: xarray.Dataset, chunks, vars_=None):
 
 
 def _run(chunks, rechunk) -> list:
-    return _testing.collect(lambda p: p | beam.Create(chunks) | rechunk)
+    return runners.collect(lambda p: p | beam.Create(chunks) | rechunk)
 
 
 def _check_output(dataset: xarray.Dataset, outputs, target_chunks) -> None:

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xarray_beam as xbeam
-from xarray_beam import _testing
-from xarray_beam.core import Key, offsets_to_slices
+from xarray_beam.beam import runners
+from xarray_beam.model.key import Key, offsets_to_slices
 
 # --- helpers -----------------------------------------------------------------
 
@@ -632,7 +632,7 @@ def test_split_chunks_cuts_exactly_at_multiples_inside_the_chunk(offset, size, t
 def test_split_chunks_transform_cuts_into_xarray_slices(mixed_dataset):
     source = _split(mixed_dataset, {"time": 4})
 
-    result = _testing.collect(
+    result = runners.collect(
         lambda p: (
             p | beam.Create(source) | xbeam.SplitChunks({"time": 3, "latitude": 5})
         )
@@ -667,7 +667,7 @@ def test_consolidate_chunks_transform_builds_the_target_chunks(
     root = Key({d: 0 for d in source_chunks})
     source = _split(mixed_dataset, source_chunks, root)
 
-    result = _testing.collect(
+    result = runners.collect(
         lambda p: p | beam.Create(source) | xbeam.ConsolidateChunks(target_chunks)
     )
 
@@ -679,9 +679,7 @@ def test_consolidate_chunks_transform_builds_the_target_chunks(
 def test_split_variables_transform_matches_split_variables(mixed_dataset):
     source = _split(mixed_dataset, {"time": 5})
 
-    result = _testing.collect(
-        lambda p: p | beam.Create(source) | xbeam.SplitVariables()
-    )
+    result = runners.collect(lambda p: p | beam.Create(source) | xbeam.SplitVariables())
 
     expected = [
         piece for key, chunk in source for piece in xbeam.split_variables(key, chunk)
@@ -699,7 +697,7 @@ def test_consolidate_variables_transform_merges_chunks_at_the_same_offsets(
         piece for key, chunk in chunks for piece in xbeam.split_variables(key, chunk)
     ]
 
-    result = _testing.collect(
+    result = runners.collect(
         lambda p: p | beam.Create(source) | xbeam.ConsolidateVariables()
     )
 
@@ -714,7 +712,7 @@ def test_consolidate_chunks_transform_rejects_a_chunk_crossing_a_boundary(
     source = [(Key({"time": 0}), mixed_dataset.isel(time=slice(0, 2))), crossing]
 
     with pytest.raises(Exception, match=re.escape(repr(crossing[0])) + ".*crossing"):
-        _testing.collect(
+        runners.collect(
             lambda p: p | beam.Create(source) | xbeam.ConsolidateChunks({"time": 4})
         )
 
@@ -726,7 +724,7 @@ def test_consolidate_chunks_transform_rejects_a_missing_first_chunk(mixed_datase
     ]
 
     with pytest.raises(Exception, match=r"first chunk is missing") as info:
-        _testing.collect(
+        runners.collect(
             lambda p: p | beam.Create(source) | xbeam.ConsolidateChunks({"time": 4})
         )
     assert repr(Key({"time": 0})) in str(info.value)

@@ -14,8 +14,8 @@ import xarray
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xarray_beam.core import Key
-from xarray_beam.reductions import STATS, Reducer, check_weights, weights_for
+from xarray_beam.model.key import Key
+from xarray_beam.model.reductions import STATS, Reducer, check_weights, weights_for
 
 # --- data ----------------------------------------------------------------------
 

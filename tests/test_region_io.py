@@ -29,8 +29,10 @@ from zarr.codecs import (
     ZstdCodec,
 )
 
-from xarray_beam import buffers, chunk_codec, chunk_files, region_io
-from xarray_beam.compat import run
+from xarray_beam.io import region_io
+from xarray_beam.io._direct import buffers, chunk_files
+from xarray_beam.io._direct import codec as chunk_codec
+from xarray_beam.io.compat import run
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 needs_o_direct = pytest.mark.skipif(not _O_DIRECT, reason="no O_DIRECT here")

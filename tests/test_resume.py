@@ -19,8 +19,8 @@ from helpers import read_tree
 from zarr.buffer import default_buffer_prototype
 
 import xarray_beam as xb
-from xarray_beam import write_guard
-from xarray_beam.compat import run
+from xarray_beam.io import write_guard
+from xarray_beam.io.compat import run
 
 CHUNKS = {"time": 2}
 

@@ -11,7 +11,7 @@ import xarray
 import zarr
 
 import xarray_beam as xbeam
-from xarray_beam import stores
+from xarray_beam.io import stores
 
 
 def _line() -> xarray.Dataset:

@@ -10,9 +10,9 @@ import pytest
 import xarray
 
 import xarray_beam
-from xarray_beam import templates
-from xarray_beam.core import Key
-from xarray_beam.templates import (
+from xarray_beam.model import templates
+from xarray_beam.model.key import Key
+from xarray_beam.model.templates import (
     TemplateComputeError,
     make_template,
     merge_skeletons,

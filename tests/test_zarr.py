@@ -14,7 +14,7 @@ from helpers import read_tree
 
 import xarray_beam as xb
 from xarray_beam import synthetic
-from xarray_beam.templates import make_template, replace_template_dims
+from xarray_beam.model.templates import make_template, replace_template_dims
 
 
 def _chunks(dataset, sizes):

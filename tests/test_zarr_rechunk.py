@@ -17,7 +17,8 @@ import zarr
 from helpers import read_tree
 
 import xarray_beam as xb
-from xarray_beam import synthetic, zarr_rechunk
+from xarray_beam import synthetic
+from xarray_beam.beam import rechunk_zarr
 
 PENCILS = {"time": -1, "latitude": 5, "longitude": 6}
 # With time chunks of 4 (48 hours on the 10 degree grid), this budget gives a
@@ -543,7 +544,7 @@ def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypa
     assert len(plan.plans[0].stages) == 2
 
     target = str(tmp_path / "dst.zarr")
-    real_call = zarr_rechunk._RegionCopier.__call__
+    real_call = rechunk_zarr._RegionCopier.__call__
     copies = {"final": 0}
 
     def failing_call(self, key, token):
@@ -553,10 +554,10 @@ def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypa
                 raise RuntimeError("simulated failure in the last pass")
         yield from real_call(self, key, token)
 
-    monkeypatch.setattr(zarr_rechunk._RegionCopier, "__call__", failing_call)
+    monkeypatch.setattr(rechunk_zarr._RegionCopier, "__call__", failing_call)
     with pytest.raises(Exception, match="simulated failure"):
         xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000)
-    monkeypatch.setattr(zarr_rechunk._RegionCopier, "__call__", real_call)
+    monkeypatch.setattr(rechunk_zarr._RegionCopier, "__call__", real_call)
     temp = target + ".rechunk-temp"
     assert os.path.exists(temp)  # kept after the failure
     assert not xb.verify_zarr(target).complete

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from xarray_beam.zarr_spec import UnsupportedLayout, read_layout
+from xarray_beam.io._direct.spec import UnsupportedLayout, read_layout
 
 NATIVE = sys.byteorder
 FOREIGN = "big" if NATIVE == "little" else "little"

@@ -24,9 +24,9 @@ except ImportError:
 finally:
     _root.setLevel(_level)
 
-from xarray_beam.chunks import normalize_chunks
-from xarray_beam.climatology import Anomaly, Climatology, climatology_template
-from xarray_beam.combiners import (
+from xarray_beam.beam.climatology import Anomaly, Climatology, climatology_template
+from xarray_beam.beam.coders import KeyCoder
+from xarray_beam.beam.combiners import (
     CombineThroughStorage,
     Count,
     Max,
@@ -38,23 +38,8 @@ from xarray_beam.combiners import (
     Sum,
     Var,
 )
-from xarray_beam.core import (
-    DatasetToChunks,
-    Key,
-    KeyCoder,
-    ValidateEachChunk,
-    offsets_to_slices,
-    validate_chunk,
-)
-from xarray_beam.dataset import Dataset
-from xarray_beam.planning import (
-    CostModel,
-    DatasetRechunkPlan,
-    MemoryModel,
-    RechunkPlan,
-    plan_rechunk,
-)
-from xarray_beam.rechunk import (
+from xarray_beam.beam.reading import DatasetToChunks, ValidateEachChunk
+from xarray_beam.beam.rechunk import (
     ConsolidateChunks,
     ConsolidateVariables,
     Rechunk,
@@ -67,10 +52,9 @@ from xarray_beam.rechunk import (
     split_chunks,
     split_variables,
 )
-from xarray_beam.runners import InProcessRunner
-from xarray_beam.templates import make_template, replace_template_dims
-from xarray_beam.verify import VerifyReport, verify_zarr
-from xarray_beam.zarr import (
+from xarray_beam.beam.rechunk_zarr import RechunkZarr, plan_store_rechunk, rechunk_zarr
+from xarray_beam.beam.runners import InProcessRunner
+from xarray_beam.beam.zarr import (
     ChunksToZarr,
     DatasetToZarr,
     open_zarr,
@@ -78,7 +62,18 @@ from xarray_beam.zarr import (
     validate_zarr_chunk,
     write_chunk_to_zarr,
 )
-from xarray_beam.zarr_rechunk import RechunkZarr, plan_store_rechunk, rechunk_zarr
+from xarray_beam.dataset import Dataset
+from xarray_beam.io.verify import VerifyReport, verify_zarr
+from xarray_beam.model.chunks import normalize_chunks
+from xarray_beam.model.key import Key, offsets_to_slices, validate_chunk
+from xarray_beam.model.planning import (
+    CostModel,
+    DatasetRechunkPlan,
+    MemoryModel,
+    RechunkPlan,
+    plan_rechunk,
+)
+from xarray_beam.model.templates import make_template, replace_template_dims
 
 __version__ = "0.1.0.dev0"
 

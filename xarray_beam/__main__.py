@@ -2,6 +2,6 @@
 
 import sys
 
-from xarray_beam.cli import main
+from xarray_beam.programs.cli import main
 
 sys.exit(main())

@@ -33,13 +33,15 @@ import apache_beam as beam
 import dask.array
 import xarray
 
-from xarray_beam import _testing, combiners, core, stores
-from xarray_beam import chunks as chunks_lib
 from xarray_beam import dataset_steps as steps_lib
-from xarray_beam import rechunk as rechunk_lib
-from xarray_beam import zarr as zarr_lib
-from xarray_beam.climatology import Climatology
-from xarray_beam.zarr_rechunk import RechunkZarr
+from xarray_beam.beam import combiners, reading, runners
+from xarray_beam.beam import rechunk as rechunk_lib
+from xarray_beam.beam import zarr as zarr_lib
+from xarray_beam.beam.climatology import Climatology
+from xarray_beam.beam.rechunk_zarr import RechunkZarr
+from xarray_beam.io import stores
+from xarray_beam.model import chunks as chunks_lib
+from xarray_beam.model.units import format_bytes
 
 ChunksSpec = Mapping[Any, int | str] | int | str
 
@@ -248,7 +250,8 @@ class Dataset:
         Example:
           >>> import apache_beam as beam, numpy as np, xarray
           >>> full = xarray.Dataset({'t': ('x', np.arange(4.0))})
-          >>> chunks = [(core.Key({'x': i}), full.isel(x=slice(i, i + 2)))
+          >>> from xarray_beam import Key
+          >>> chunks = [(Key({'x': i}), full.isel(x=slice(i, i + 2)))
           ...           for i in (0, 2)]
           >>> ds = Dataset.from_ptransform(beam.Create(chunks), full, {'x': 2})
           >>> ds.sum().collect_with_direct_runner().t.item()
@@ -276,7 +279,7 @@ class Dataset:
     def _from_source(
         cls, origin: _Source, chunks: Mapping[str, int], split_vars: bool
     ) -> Dataset:
-        read = core.DatasetToChunks(
+        read = reading.DatasetToChunks(
             origin.dataset, chunks, split_vars, num_threads=origin.num_threads
         )
         template = steps_lib.lazy_template(origin.dataset)
@@ -339,8 +342,8 @@ class Dataset:
             f"Chunks:     {self._chunks}"
             f"{' (one variable per chunk)' if self._split_vars else ''}\n"
             f"Chunk count: {self.chunk_count} chunks of up to "
-            f"{steps_lib.format_bytes(self.bytes_per_chunk)}\n"
-            f"Total size: {steps_lib.format_bytes(total)}\n"
+            f"{format_bytes(self.bytes_per_chunk)}\n"
+            f"Total size: {format_bytes(total)}\n"
             f"Template:\n{template}"
         )
 
@@ -1000,7 +1003,7 @@ class Dataset:
           >>> ds.collect_with_direct_runner().identical(source)
           True
         """
-        elements = _testing.collect(lambda p: p | self.ptransform)
+        elements = runners.collect(lambda p: p | self.ptransform)
         if not elements:
             raise ValueError(f"pipeline {self.ptransform.label!r} produced no chunks")
         key, result = rechunk_lib.consolidate_fully(elements)

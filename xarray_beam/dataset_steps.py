@@ -12,10 +12,10 @@ from typing import Any
 
 import xarray
 
-from xarray_beam import chunks as chunks_lib
-from xarray_beam import reductions, templates
-from xarray_beam.chunks import ChunkGrid
-from xarray_beam.core import Key
+from xarray_beam.model import chunks as chunks_lib
+from xarray_beam.model import reductions, templates
+from xarray_beam.model.chunks import ChunkGrid
+from xarray_beam.model.key import Key
 
 Chunk = tuple[Key, xarray.Dataset]
 
@@ -62,20 +62,6 @@ def bytes_per_chunk(
     if not per_var:
         return 0
     return max(per_var) if split_vars else sum(per_var)
-
-
-def format_bytes(count: float) -> str:
-    """A human-readable byte count.
-
-    Example:
-      >>> format_bytes(3 * 2**20)
-      '3.0 MiB'
-    """
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
 
 
 class ChunkChecker:

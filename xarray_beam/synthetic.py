@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray
 
-from xarray_beam import stores
+from xarray_beam.io import stores
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,587 @@
+"""Climatologies and anomalies: statistics per hour, month, day of year, season.
+
+``Climatology`` reduces every input chunk to one partial result per group
+(e.g. per month x hour) *before* the shuffle, so only small partials cross
+it; Beam's combiner lifting merges the partials of a worker before they
+leave it. Output chunks hold one group each, keyed by the group's position
+along each group dimension, ready for ``ChunksToZarr`` with the template from
+``climatology_template``.
+
+Leap days: 'dayofyear' numbers days on a leap-year calendar (1 to 366), so a
+calendar date always has the same number: March 1 is day 61 in every year,
+and day 60 (February 29) only collects leap days. This keeps dates aligned
+across years, unlike pandas' day of year, which shifts March to December by
+one day in non-leap years.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import xarray
+
+from xarray_beam.beam import combiners, threadmap
+from xarray_beam.model import reductions, templates
+from xarray_beam.model.key import Key
+from xarray_beam.model.reductions import Reducer
+
+_KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
+
+
+def _hour(times: pd.DatetimeIndex) -> np.ndarray:
+    return np.asarray(times.hour)
+
+
+def _month(times: pd.DatetimeIndex) -> np.ndarray:
+    return np.asarray(times.month)
+
+
+def _day_of_leap_year(times: pd.DatetimeIndex) -> np.ndarray:
+    day = np.asarray(times.day_of_year)
+    late_in_common_year = ~np.asarray(times.is_leap_year) & (
+        np.asarray(times.month) > 2
+    )
+    return day + late_in_common_year
+
+
+_SEASONS = np.array(["DJF", "JJA", "MAM", "SON"])  # sorted, as xarray orders them
+_SEASON_OF_MONTH = np.array(
+    [
+        "",
+        "DJF",
+        "DJF",
+        "MAM",
+        "MAM",
+        "MAM",
+        "JJA",
+        "JJA",
+        "JJA",
+        "SON",
+        "SON",
+        "SON",
+        "DJF",
+    ]
+)
+
+
+def _season(times: pd.DatetimeIndex) -> np.ndarray:
+    return _SEASON_OF_MONTH[np.asarray(times.month)]
+
+
+MAX_DENSE = 24
+
+STANDARD_GROUPS: dict[str, tuple[np.ndarray, Callable]] = {
+    "hour": (np.arange(24), _hour),
+    "month": (np.arange(1, 13), _month),
+    "dayofyear": (np.arange(1, 367), _day_of_leap_year),
+    "season": (_SEASONS, _season),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Grouping:
+    """How time steps fall into groups.
+
+    Attributes:
+      names: the group dimensions of the result, e.g. ('month', 'hour').
+      labels: every possible label along each group dimension (the result's
+        coordinates).
+      functions: for each group dimension, times -> labels.
+    """
+
+    names: tuple[str, ...]
+    labels: tuple[np.ndarray, ...]
+    functions: tuple[Callable[[pd.DatetimeIndex], np.ndarray], ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(labels) for labels in self.labels)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the last group dimension is kept whole in each output chunk.
+
+        True when it has at most ``MAX_DENSE`` labels (hour, month, season):
+        then a chunk of a month x hour climatology holds all 24 hours of a
+        month, and partial results carry the 24 hours as an array axis
+        instead of being 24 separate elements.
+        """
+        return len(self.labels[-1]) <= MAX_DENSE
+
+    @property
+    def keyed(self) -> tuple[str, ...]:
+        """The group dimensions with one label per output chunk."""
+        return self.names[:-1] if self.dense else self.names
+
+    def indices(self, times: pd.DatetimeIndex) -> tuple[np.ndarray, ...]:
+        """For each group dimension, the position of each time's label.
+
+        Raises:
+          ValueError: if a label is not among the known labels.
+        """
+        result = []
+        for name, labels, fn in zip(
+            self.names, self.labels, self.functions, strict=True
+        ):
+            values = np.asarray(fn(times))
+            order = np.argsort(labels, kind="stable")
+            found = np.searchsorted(labels, values, sorter=order)
+            found = np.clip(found, 0, len(labels) - 1)
+            positions = order[found]
+            bad = labels[positions] != values
+            if bad.any():
+                raise ValueError(
+                    f"group {name!r} gives label {values[bad][0]!r}, which is not "
+                    f"among its labels {list(labels)[:10]}"
+                )
+            result.append(positions)
+        return tuple(result)
+
+    def split(self, times: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray | None]:
+        """For each time: the number of its keyed labels, and its dense bin."""
+        indices = self.indices(times)
+        keyed = indices[:-1] if self.dense else indices
+        shape = self.shape[: len(keyed)]
+        numbers = (
+            np.ravel_multi_index(keyed, shape) if keyed else np.zeros(len(times), int)
+        )
+        return numbers, (indices[-1] if self.dense else None)
+
+    def offsets(self, number: int) -> dict[str, int]:
+        """Key offsets of the output chunk of a keyed group number."""
+        positions = np.unravel_index(number, self.shape[: len(self.keyed)])
+        offsets = {name: int(p) for name, p in zip(self.keyed, positions, strict=True)}
+        if self.dense:
+            offsets[self.names[-1]] = 0
+        return offsets
+
+    def labels_of(self, number: int) -> dict[str, Any]:
+        """Labels of the keyed group dimensions of a keyed group number."""
+        offsets = self.offsets(number)
+        return {
+            name: labels[offsets[name]]
+            for name, labels in zip(self.names, self.labels, strict=True)
+            if name in self.keyed
+        }
+
+    def restricted_to(self, times: pd.DatetimeIndex) -> Grouping:
+        """The same grouping with only the labels that ``times`` produce."""
+        labels = tuple(
+            known[np.isin(known, np.unique(np.asarray(fn(times))))]
+            for known, fn in zip(self.labels, self.functions, strict=True)
+        )
+        return dataclasses.replace(self, labels=labels)
+
+    def with_labels(self, labels: Sequence[np.ndarray]) -> Grouping:
+        """The same grouping with other label sets (e.g. a climatology's)."""
+        return dataclasses.replace(self, labels=tuple(np.asarray(a) for a in labels))
+
+    def dense_coord(self) -> xarray.Variable | None:
+        if not self.dense:
+            return None
+        return xarray.Variable((self.names[-1],), self.labels[-1])
+
+    def coords(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.labels, strict=True))
+
+
+def make_grouping(
+    by: str | Sequence[str] | Callable, labels: Sequence[Any] | None = None
+) -> Grouping:
+    """A ``Grouping`` from a group name, a tuple of names, or a function.
+
+    Args:
+      by: 'hour', 'month', 'dayofyear', 'season', a tuple of them (e.g.
+        ``('month', 'hour')``), or a function mapping a ``pandas.DatetimeIndex``
+        to labels (the result dimension is named after the function, or
+        'group' for a lambda).
+      labels: for a function, every label it can return (the result's
+        coordinate); required, so output chunks can be placed before the
+        pipeline runs.
+
+    Raises:
+      ValueError: for unknown group names, repeated names, or a function
+        without labels.
+
+    Example:
+      >>> make_grouping(('month', 'hour')).shape
+      (12, 24)
+    """
+    if callable(by):
+        if labels is None:
+            raise ValueError(
+                "a grouping function needs labels=[...], every label it can "
+                "return, to place output chunks before the pipeline runs"
+            )
+        name = getattr(by, "__name__", "group")
+        if not name.isidentifier() or name == "<lambda>":
+            name = "group"
+        values = np.asarray(list(labels))
+        if len(set(values.tolist())) != len(values):
+            raise ValueError(f"labels of the grouping function repeat: {list(labels)}")
+        return Grouping((name,), (values,), (by,))
+    if labels is not None:
+        raise ValueError("labels only apply when grouping by a function")
+    names = (by,) if isinstance(by, str) else tuple(by)
+    if not names:
+        raise ValueError("by must name at least one group")
+    for name in names:
+        if name not in STANDARD_GROUPS:
+            raise ValueError(
+                f"cannot group by {name!r}: it is not a time component; choose "
+                f"from {list(STANDARD_GROUPS)}, a tuple of them, or a function"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"group names repeat: {names}")
+    return Grouping(
+        names,
+        tuple(STANDARD_GROUPS[n][0] for n in names),
+        tuple(STANDARD_GROUPS[n][1] for n in names),
+    )
+
+
+def _times(chunk: xarray.Dataset, dim: str, key: Key) -> pd.DatetimeIndex:
+    if dim not in chunk.dims:
+        raise ValueError(
+            f"chunk {key} has no dimension {dim!r} to group (dimensions: "
+            f"{list(chunk.dims)})"
+        )
+    if dim not in chunk.coords or chunk[dim].dtype.kind != "M":
+        dtype = chunk[dim].dtype if dim in chunk.coords else "no coordinate"
+        raise ValueError(
+            f"grouping by time components needs datetime64 values along {dim!r}, "
+            f"but chunk {key} has {dtype}"
+        )
+    return pd.DatetimeIndex(chunk[dim].values)
+
+
+def check_input(
+    template: xarray.Dataset | None,
+    dim: str,
+    weights: xarray.DataArray | None = None,
+) -> None:
+    """Check a dataset (or template) can be grouped along ``dim``.
+
+    Raises:
+      ValueError: if ``dim`` is missing or not datetime64, or the weights
+        have dimensions the data lacks.
+    """
+    if template is None:
+        return
+    if dim not in template.dims:
+        raise ValueError(
+            f"cannot group along {dim!r}: the data has dimensions {list(template.dims)}"
+        )
+    if dim not in template.coords or template[dim].dtype.kind != "M":
+        raise ValueError(
+            f"grouping by time components needs datetime64 values along {dim!r}, "
+            f"got {template[dim].dtype if dim in template.coords else 'none'}"
+        )
+    combiners.check_weight_dims(template, weights)
+
+
+class _GroupChunk:
+    """Reduces one chunk to a partial result per group."""
+
+    def __init__(self, reducer: Reducer, grouping: Grouping, dim: str, weights):
+        self.reducer = reducer
+        self.grouping = grouping
+        self.dim = dim
+        self.weights = weights
+
+    def __call__(self, element: tuple[Key, xarray.Dataset]):
+        key, chunk = element
+        numbers, bins = self.grouping.split(_times(chunk, self.dim, key))
+        weights = None
+        if self.weights is not None:
+            weights = reductions.weights_for(self.weights, key.offsets, chunk, key)
+        base = key.with_offsets(**{self.dim: None})
+        for number, partial in self.reducer.reduce_groups(
+            chunk,
+            self.dim,
+            numbers,
+            bins,
+            self.grouping.dense_coord(),
+            weights,
+        ):
+            partial.groups = self.grouping.labels_of(number)
+            yield base.with_offsets(**self.grouping.offsets(number)), partial
+
+
+class Climatology(beam.PTransform):
+    """A statistic per group of time steps (hour, month, ...) of chunks.
+
+    Args:
+      by: 'hour', 'month', 'dayofyear', 'season', a tuple such as
+        ``('month', 'hour')``, or a function of a ``pandas.DatetimeIndex``
+        (with ``labels``).
+      stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
+      dim: the time dimension.
+      skipna, min_count, ddof, dtype: as for ``Mean`` and ``Var``.
+      weights: a DataArray along ``dim`` (and possibly other dims) weighting
+        each time step (mean, sum, var, std).
+      labels: every label of a grouping function.
+      fanout: intermediate combining steps for hot keys.
+      template: the dataset the chunks come from (or its template), to check
+        dims, dtypes and weights while the pipeline is built. The output then
+        has only the labels its times produce (e.g. the months present), so
+        every output chunk is written; without it, every possible label.
+      temp_store: merge partial results through files there instead of
+        Beam's combine, bounding memory on local runners (see ``Mean``).
+      max_mem, storage_options: as for ``Mean``, with ``temp_store``.
+      num_threads: chunks a worker reduces at once.
+
+    Output: ``(key, dataset)`` pairs, one per group and region, with the group
+    dimensions (length 1, labelled) in place of ``dim`` and the group's
+    positions as key offsets. ``climatology_template`` gives the matching
+    template for ``ChunksToZarr``.
+
+    Raises:
+      ValueError: when the transform is built, for an unknown statistic or
+        group, invalid options, and, with ``template``, a missing or
+        non-datetime ``dim`` or weights with dimensions the data lacks.
+
+    Example:
+      ``chunks | Climatology(('month', 'hour'))``
+    """
+
+    def __init__(
+        self,
+        by: str | Sequence[str] | Callable = "month",
+        stat: str = "mean",
+        *,
+        dim: str = "time",
+        skipna: bool = True,
+        min_count: int | None = None,
+        ddof: int = 0,
+        dtype: Any = None,
+        weights: xarray.DataArray | None = None,
+        labels: Sequence[Any] | None = None,
+        fanout: int | None = None,
+        template: xarray.Dataset | None = None,
+        temp_store: str | None = None,
+        max_mem: int = 2**28,
+        storage_options: dict | None = None,
+        num_threads: int | None = None,
+    ):
+        super().__init__()
+        self.grouping = make_grouping(by, labels)
+        self.num_threads = num_threads
+        self.dim = dim
+        if dim in self.grouping.names:
+            raise ValueError(f"a group dimension may not be named {dim!r}")
+        self.weights = reductions.check_weights(weights, [dim])
+        self.reducer = Reducer(
+            stat,
+            skipna=skipna,
+            min_count=min_count,
+            ddof=ddof,
+            dtype=dtype,
+            weighted=weights is not None,
+        )
+        check_input(template, dim, self.weights)
+        if template is not None:
+            # Only the groups the data has: every output chunk gets written.
+            self.grouping = self.grouping.restricted_to(template.indexes[dim])
+        self.merge = combiners._merge_partials(
+            self.reducer,
+            combiners._check_fanout(fanout),
+            temp_store,
+            max_mem,
+            storage_options,
+        )
+
+    def template(self, source: xarray.Dataset) -> xarray.Dataset:
+        """The template of this climatology of ``source`` (see
+        ``climatology_template``)."""
+        return climatology_template(
+            source,
+            self.grouping,
+            dim=self.dim,
+            stat=self.reducer.stat,
+            dtype=self.reducer.dtype,
+        )
+
+    def expand(self, pcoll):
+        return (
+            pcoll
+            | "ReduceGroups"
+            >> beam.ParDo(
+                threadmap.ThreadMap(
+                    _GroupChunk(self.reducer, self.grouping, self.dim, self.weights),
+                    self.num_threads,
+                )
+            ).with_output_types(_KEYED)
+            | "Combine" >> self.merge
+        )
+
+
+def climatology_template(
+    source: xarray.Dataset,
+    by: str | Sequence[str] | Callable | Grouping,
+    *,
+    dim: str = "time",
+    stat: str = "mean",
+    dtype: Any = None,
+    labels: Sequence[Any] | None = None,
+) -> xarray.Dataset:
+    """The template of a climatology of ``source``, for ``ChunksToZarr``.
+
+    Every data variable gets the group dimensions first, in place of ``dim``
+    (variables without ``dim`` are broadcast along them, as ``Climatology``
+    and xarray's groupby do); non-numeric variables along ``dim`` are dropped.
+
+    Example:
+      >>> ds = xarray.Dataset(
+      ...     {'t2m': (('time', 'x'), np.zeros((48, 3), np.float32))},
+      ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
+      >>> dict(climatology_template(ds, ('month', 'hour')).t2m.sizes)
+      {'month': 12, 'hour': 24, 'x': 3}
+    """
+    grouping = by if isinstance(by, Grouping) else make_grouping(by, labels)
+    check_input(source, dim)
+    reducer = Reducer(stat, dtype=dtype)
+    group_sizes = dict(zip(grouping.names, grouping.shape, strict=True))
+    data_vars = {}
+    for name, var in source.data_vars.items():
+        if dim in var.dims and not reductions._reducible(var.dtype):
+            continue
+        rest = [d for d in var.dims if d != dim]
+        sizes = {**group_sizes, **{d: var.sizes[d] for d in rest}}
+        out_dtype = (
+            reducer._result_dtype(var.dtype)
+            if dim in var.dims
+            else reducer.constant_dtype(var.variable)
+        )
+        data_vars[name] = xarray.Variable(
+            tuple(sizes),
+            templates.placeholder(tuple(sizes.values()), out_dtype),
+            var.attrs,
+        )
+    coords = {
+        name: coord.variable
+        for name, coord in source.coords.items()
+        if dim not in coord.dims
+    }
+    coords.update(grouping.coords())
+    return xarray.Dataset(data_vars, coords=coords, attrs=source.attrs)
+
+
+class _Subtract:
+    """Subtracts the climatology of each time step from a chunk."""
+
+    def __init__(self, grouping: Grouping, dim: str):
+        self.grouping = grouping
+        self.dim = dim
+
+    def __call__(self, element, climatology: xarray.Dataset):
+        key, chunk = element
+        indices = self.grouping.indices(_times(chunk, self.dim, key))
+        region = {
+            d: slice(key.offsets.get(d, 0), key.offsets.get(d, 0) + size)
+            for d, size in chunk.sizes.items()
+            if d != self.dim and d in climatology.dims
+        }
+        selection = {
+            name: xarray.DataArray(index, dims=self.dim)
+            for name, index in zip(self.grouping.names, indices, strict=True)
+        }
+        result = chunk.copy()
+        for name, var in chunk.data_vars.items():
+            if self.dim not in var.dims or name not in climatology.data_vars:
+                continue
+            clim = _matching(climatology[name], chunk, region, key)
+            clim = clim.isel(selection).drop_vars(list(clim.coords), errors="ignore")
+            anomaly = var.variable - clim.variable.transpose(*var.dims)
+            result[name] = anomaly.astype(var.dtype, copy=False)
+        return key, result
+
+
+def _matching(
+    clim: xarray.DataArray,
+    chunk: xarray.Dataset,
+    region: dict[str, slice],
+    key: Key,
+) -> xarray.DataArray:
+    """The part of a climatology variable that lies under a chunk.
+
+    By the key's offsets when the labels there agree with the chunk's (the
+    usual case, and the only one for dims without labels); by label when they
+    do not, e.g. for chunks of a selection whose offsets count from its start.
+    """
+    region = {d: s for d, s in region.items() if d in clim.dims}
+    part = clim.isel(region)
+    labelled = [d for d in region if d in chunk.indexes and d in clim.indexes]
+    if all(
+        part.sizes[d] == chunk.sizes[d]
+        and np.array_equal(part.indexes[d], chunk.indexes[d])
+        for d in labelled
+    ):
+        return part
+    try:
+        return clim.sel({d: chunk.indexes[d] for d in labelled})
+    except KeyError as error:
+        raise ValueError(
+            f"chunk {key} has labels the climatology lacks along "
+            f"{labelled} ({error}); it must cover the chunk's region"
+        ) from error
+
+
+class Anomaly(beam.PTransform):
+    """Subtract a climatology from chunks, time step by time step.
+
+    Args:
+      climatology: the climatology (an in-memory or lazily opened Dataset with
+        the group dimensions, e.g. from ``Climatology``), or a
+        ``beam.pvalue.AsSingleton`` of one.
+      by, labels, dim: the grouping the climatology was made with.
+
+    Variables without ``dim``, or missing from the climatology, pass through.
+
+    Raises:
+      ValueError: when the transform is built, if a Dataset climatology lacks
+        the group dimensions.
+
+    Example:
+      ``chunks | Anomaly(climatology, ('month', 'hour'))``
+    """
+
+    def __init__(
+        self,
+        climatology: xarray.Dataset | beam.pvalue.AsSideInput,
+        by: str | Sequence[str] | Callable = "month",
+        *,
+        dim: str = "time",
+        labels: Sequence[Any] | None = None,
+    ):
+        super().__init__()
+        self.grouping = make_grouping(by, labels)
+        self.dim = dim
+        if isinstance(climatology, xarray.Dataset):
+            missing = [n for n in self.grouping.names if n not in climatology.dims]
+            if missing:
+                raise ValueError(
+                    f"the climatology lacks group dimension(s) {missing}; it has "
+                    f"{list(climatology.dims)}"
+                )
+            # Time steps are looked up among the climatology's own labels.
+            self.grouping = self.grouping.with_labels(
+                [climatology[name].values for name in self.grouping.names]
+            )
+        elif not isinstance(climatology, beam.pvalue.AsSideInput):
+            raise TypeError(
+                f"climatology must be an xarray.Dataset or a beam.pvalue."
+                f"AsSingleton, got {type(climatology).__name__}"
+            )
+        self.climatology = climatology
+
+    def expand(self, pcoll):
+        subtract = _Subtract(self.grouping, self.dim)
+        return pcoll | "Subtract" >> beam.Map(
+            subtract, self.climatology
+        ).with_output_types(_KEYED)

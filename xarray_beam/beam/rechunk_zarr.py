@@ -1,0 +1,637 @@
+"""Rechunk one Zarr store into another with memory bounded on any runner.
+
+Each pass of the plan (see ``planning``) is a set of tasks; a task reads one
+region of one variable from the previous store and writes it to the next.
+Intermediate stores are uncompressed temporary Zarr stores, so no task ever
+holds more than its region and the few chunks it decodes or encodes, and no
+data goes through Beam's shuffle (which, on local runners, holds everything it
+moves in memory). Stored values are copied as they are: no decoding and
+re-encoding of CF conventions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+import numpy as np
+import xarray
+import zarr
+import zarr.abc.store
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from xarray_beam.beam import metrics, reading, runners, threadmap
+from xarray_beam.beam import zarr as zarr_lib
+from xarray_beam.io import compat, region_io, stores
+from xarray_beam.io import verify as verify_lib
+from xarray_beam.io.stores import StoreLike
+from xarray_beam.model import chunks as chunks_lib
+from xarray_beam.model import planning, templates
+from xarray_beam.model.key import Key
+
+_TEMP_MARKER = "xarray_beam_rechunk_temp"
+
+
+def _pass_path(number: int) -> str:
+    return f"pass{number}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Location:
+    """A store, the group inside it holding one layout's arrays, and whether
+    those are temporary arrays (uncompressed, whose chunk files may be read
+    and written directly)."""
+
+    store: Any
+    group: str = ""
+    storage_options: Mapping[str, Any] | None = None
+    temporary: bool = False
+
+    def open(self, name: str, mode: str, concurrency: int) -> region_io.RegionIO:
+        path = f"{self.group}/{name}" if self.group else name
+        kwargs = (
+            {"storage_options": dict(self.storage_options)}
+            if self.storage_options
+            else {}
+        )
+        array = zarr.open_array(self.store, path=path, mode=mode, **kwargs)
+        return region_io.RegionIO(array, concurrency, unbuffered=self.temporary)
+
+
+class _RegionCopier:
+    """Copies one region of one variable between stores, per task.
+
+    Arrays are opened once per worker and setup (``token``).
+    """
+
+    def __init__(
+        self,
+        source: _Location,
+        target: _Location,
+        dims: tuple[str, ...],
+        regions: tuple[int, ...],
+        concurrency: int,
+        resume: bool = False,
+    ):
+        self._source = source
+        self._target = target
+        self._dims = dims
+        self._regions = regions
+        self._concurrency = concurrency
+        self._resume = resume
+        self._init_cache()
+
+    def _init_cache(self) -> None:
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._arrays: dict[str, tuple[region_io.RegionIO, region_io.RegionIO]] = {}
+        self._present: dict[str, set] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("_lock", "_token", "_arrays", "_present"):
+            state.pop(name)
+        return state
+
+    def _done(self, name: str, array: zarr.Array, region: tuple[slice, ...]) -> bool:
+        """Whether a resumed run finds every object of ``region`` written."""
+        with self._lock:
+            if name not in self._present:
+                self._present[name] = verify_lib.present_blocks(
+                    array, self._target.store, self._target.storage_options
+                )
+            present = self._present[name]
+        blocks = verify_lib.block_shape(array)
+        return all(i in present for i in verify_lib.region_blocks(region, blocks))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_cache()
+
+    def _open(
+        self, name: str, token: str
+    ) -> tuple[region_io.RegionIO, region_io.RegionIO]:
+        with self._lock:
+            if token != self._token:
+                self._arrays = {}
+                self._present = {}
+                self._token = token
+            if name not in self._arrays:
+                self._arrays[name] = (
+                    self._source.open(name, "r", self._concurrency),
+                    self._target.open(name, "r+", self._concurrency),
+                )
+            return self._arrays[name]
+
+    def __call__(self, key: Key, token: str) -> Iterator[int]:
+        (name,) = key.vars
+        source, target = self._open(name, token)
+        shape = source.array.shape
+        region = tuple(
+            slice(key.offsets.get(d, 0), min(key.offsets.get(d, 0) + size, n))
+            for d, size, n in zip(self._dims, self._regions, shape, strict=True)
+        )
+        if self._resume and self._done(name, target.array, region):
+            metrics.count("rechunk_regions_skipped")
+            yield 0
+            return
+        copied = region_io.copy_region(source, target, region)
+        metrics.count("rechunk_regions_copied")
+        metrics.count("rechunk_bytes_copied", copied)
+        yield copied
+
+
+def _default_temp_store(target: Any) -> str:
+    if not isinstance(target, str):
+        raise ValueError(
+            "rechunking into a zarr Store object needs an explicit temp_store"
+        )
+    return target.rstrip("/") + ".rechunk-temp"
+
+
+def _check_temp_store(location: Any, storage_options: Mapping | None) -> None:
+    """Refuse a temp store location that holds anything but our own leftovers."""
+    state = stores.store_state(location, storage_options)
+    if state in ("missing", "empty"):
+        return
+    if state == "zarr":
+        group = stores.open_group(location, "r", storage_options)
+        if group.attrs.get(_TEMP_MARKER):
+            return
+    raise FileExistsError(
+        f"temp_store {stores.describe(location)} already holds data that is not "
+        f"a temporary store of xarray_beam; choose another temp_store"
+    )
+
+
+def _check_apart(temp: Any, source: Any, target: Any) -> None:
+    """Refuse a temp store that is, holds, or lies inside the source or target,
+    since it is written and then deleted."""
+    if not isinstance(temp, str):
+        return
+    for what, location in (("source", source), ("target", target)):
+        if not isinstance(location, str):
+            continue
+        a, b = temp.rstrip("/") + "/", location.rstrip("/") + "/"
+        if a.startswith(b) or b.startswith(a):
+            raise ValueError(
+                f"temp_store {temp} overlaps the {what} store {location}; it is "
+                f"deleted after rechunking, so choose a separate location"
+            )
+
+
+def _temp_matches(location: Any, storage_options: Mapping | None, layouts) -> bool:
+    """Whether a temporary store left by an earlier run has exactly these arrays."""
+    if stores.store_state(location, storage_options) != "zarr":
+        return False
+    root = stores.open_group(location, "r", storage_options)
+    try:
+        for number, name, shape, dtype, _, chunks in layouts:
+            array = root[f"{_pass_path(number)}/{name}"]
+            if (array.shape, array.chunks, array.dtype) != (shape, chunks, dtype):
+                return False
+    except KeyError:
+        return False
+    return True
+
+
+def _setup_temp(
+    location: Any,
+    storage_options: Mapping | None,
+    layouts: list[tuple[int, str, tuple[int, ...], np.dtype, Any, tuple[int, ...]]],
+    resume: bool = False,
+) -> None:
+    """Create the temporary store's arrays: uncompressed, one group per pass.
+
+    When resuming, a temporary store of the same plan is kept as it is.
+    """
+    _check_temp_store(location, storage_options)
+    if resume and _temp_matches(location, storage_options, layouts):
+        return
+    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    root = zarr.open_group(location, mode="w", zarr_format=3, **kwargs)
+    root.attrs[_TEMP_MARKER] = True
+    for number, name, shape, dtype, fill_value, chunks in layouts:
+        group = root.require_group(_pass_path(number))
+        region_io.create(group, name, shape, chunks, dtype, fill_value)
+
+
+def _remove_temp(
+    location: Any, storage_options: Mapping | None, remove_root: bool
+) -> None:
+    """Delete a temporary store created by ``_setup_temp`` (and nothing else).
+
+    The location itself is removed only if xarray_beam chose it; a directory
+    the user named is emptied.
+    """
+    _check_temp_store(location, storage_options)
+    if isinstance(location, zarr.abc.store.Store):
+        zarr.open_group(location, mode="w")
+        return
+    fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    if not fs.exists(path):
+        return
+    if remove_root:
+        fs.rm(path, recursive=True)
+    else:
+        for child in fs.ls(path, detail=False):
+            fs.rm(child, recursive=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """Everything the setup step does, picklable for the workers."""
+
+    template: xarray.Dataset
+    options: zarr_lib._WriteOptions
+    source: Any
+    source_options: Mapping[str, Any] | None
+    temp: Any
+    temp_layouts: tuple
+    variables: tuple[str, ...]
+    resume: bool = False
+
+    def __call__(self, _) -> str:
+        target = zarr_lib._setup(self.template, self.options)
+        source = stores.open_group(self.source, "r", self.source_options)
+        written = stores.open_group(
+            self.options.store, "r", self.options.storage_options
+        )
+        for name in self.variables:
+            _check_same_stored_dtype(name, source[name].dtype, written[name].dtype)
+        if self.temp_layouts:
+            _setup_temp(
+                self.temp,
+                self.options.storage_options,
+                list(self.temp_layouts),
+                self.resume,
+            )
+        return target.token
+
+
+def _check_same_stored_dtype(name: str, source: np.dtype, target: np.dtype) -> None:
+    """Stored values are copied as they are: the dtypes must agree (byte order
+    aside, which zarr converts)."""
+    if source.newbyteorder("=") != target.newbyteorder("="):
+        raise ValueError(
+            f"variable {name!r} is stored as {source} in the source but would be "
+            f"{target} in the target; rechunk_zarr copies stored values, so its "
+            f"encoding may not change their dtype"
+        )
+
+
+def _planned_stored_dtype(
+    name: str, var: xarray.Variable, encoding: Mapping
+) -> np.dtype:
+    """The dtype xarray will store a template variable with, asked of xarray
+    itself (releases differ: older ones store booleans as int8)."""
+    keys = zarr_lib.layout_lib.CF_ENCODING_KEYS
+    values_encoding = {
+        k: v for k, v in {**var.encoding, **encoding}.items() if k in keys
+    }
+    sample = xarray.Variable(
+        var.dims, np.zeros((1,) * var.ndim, var.dtype), encoding=values_encoding
+    )
+    return compat.encode_zarr_variable(sample, name).dtype
+
+
+def _pass_done(outputs, token, label: str):
+    """A PCollection holding the setup token once every output has arrived."""
+    return (
+        outputs
+        | f"{label}Count" >> beam.combiners.Count.Globally()
+        | f"{label}Done" >> beam.Map(lambda _, t: t, beam.pvalue.AsSingleton(token))
+    )
+
+
+def _variable_shapes(
+    source: xarray.Dataset, arrays: zarr.Group, names: list[str]
+) -> dict[str, planning.VariableShape]:
+    shapes = {}
+    for name in names:
+        array = arrays[name]
+        var = source.variables[name]
+        shapes[name] = planning.VariableShape(
+            tuple(var.dims),
+            tuple(array.shape),
+            array.dtype.itemsize,
+            tuple(array.chunks),
+        )
+    return shapes
+
+
+def plan_store_rechunk(
+    source: StoreLike,
+    target_chunks: Mapping[str, int],
+    max_mem: int = 2**30,
+    min_mem: int | None = None,
+    *,
+    method: planning.Method = "storage",
+    target_shards: Mapping[str, int] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    cost_model: planning.CostModel | None = None,
+) -> planning.DatasetRechunkPlan:
+    """The plan for rechunking every data variable of a Zarr store.
+
+    Reads only metadata. ``method='shuffle'`` plans for ``Rechunk`` over
+    chunks of one variable each.
+
+    Example:
+      ``print(plan_store_rechunk('era5.zarr', {'time': -1}, 2**30))``
+    """
+    source = stores.normalize_store(source)
+    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    dataset = xarray.open_zarr(source, chunks=None, **kwargs)
+    arrays = stores.open_group(source, "r", storage_options)
+    chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", list(dataset.dims))
+    names = [n for n, v in dataset.data_vars.items() if v.ndim]
+    return planning.plan_dataset_rechunk(
+        _variable_shapes(dataset, arrays, names),
+        target_chunks,
+        max_mem,
+        min_mem,
+        method=method,
+        target_shards=target_shards,
+        cost_model=cost_model,
+    )
+
+
+class RechunkZarr(beam.PTransform):
+    """Rechunk a Zarr store into a new one, with bounded memory on any runner.
+
+    The plan (``.plan``, printable) moves each variable through uncompressed
+    temporary Zarr stores when that is cheaper than re-reading source chunks;
+    every task holds at most its planned region and a few chunks, whatever
+    the size of the data. The target store gets the source's coordinates,
+    attributes and value encodings, with the new chunks.
+
+    Args:
+      source: the Zarr store to read (path, URL or zarr Store).
+      target: the Zarr store to write.
+      target_chunks: chunk size per dimension (-1: whole); dimensions not given
+        keep their source chunks.
+      max_mem: memory a task may use, counting the copies it holds.
+      temp_store: where intermediate stores go; default: next to the target,
+        ``<target>.rechunk-temp``. Deleted after success.
+      min_mem: smallest piece worth moving (more passes keep pieces larger).
+      target_shards: shard size per dimension (Zarr v3).
+      zarr_format: 2 or 3 (default 3) for the target.
+      encoding: per-variable encoding for the target (codecs); it may not
+        change the stored dtype.
+      mode: target store mode, as for ``ChunksToZarr`` ('w-', 'w', 'r+').
+      storage_options: fsspec options for the source, target and temp stores.
+      num_threads: tasks a worker runs at once (memory grows accordingly).
+      keep_temp: keep the temporary store (for debugging).
+      resume: continue an interrupted run: an existing target is written with
+        mode 'r+', a temporary store left by the same plan is kept, and every
+        region whose objects all exist in its destination is skipped.
+      cost_model: costs used to choose the plan.
+
+    Raises:
+      ValueError: when built, for target chunks naming unknown dimensions,
+        invalid sizes, chunks larger than max_mem, ``min_mem > max_mem``,
+        unsafe variable or dimension names (see ``check_names``), or a
+        temp_store that overlaps the source or target.
+      FileExistsError, FileNotFoundError: for target or temp store conflicts.
+
+    Example:
+      ``p | RechunkZarr('era5.zarr', 'pencils.zarr', {'time': -1,
+      'latitude': 23, 'longitude': 45}, max_mem=256 * 2**20)``
+    """
+
+    def __init__(
+        self,
+        source: StoreLike,
+        target: StoreLike,
+        target_chunks: Mapping[str, int],
+        max_mem: int = 2**30,
+        temp_store: StoreLike | None = None,
+        *,
+        min_mem: int | None = None,
+        target_shards: Mapping[str, int] | None = None,
+        zarr_format: int | None = None,
+        encoding: Mapping[str, Mapping[str, Any]] | None = None,
+        mode: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        num_threads: int | None = None,
+        keep_temp: bool = False,
+        cost_model: planning.CostModel | None = None,
+        resume: bool = False,
+    ):
+        super().__init__()
+        if resume and mode == "w":
+            raise ValueError(
+                "resume=True continues writing an existing target; mode='w' would "
+                "delete it first"
+            )
+        if resume and not all(isinstance(s, str) for s in (source, target)):
+            raise TypeError("resume=True needs the stores as paths or URLs")
+        self.resume = resume
+        self.source = stores.normalize_store(source)
+        self.target = stores.normalize_store(target)
+        self.storage_options = storage_options
+        self.plan = plan_store_rechunk(
+            self.source,
+            target_chunks,
+            max_mem,
+            min_mem,
+            target_shards=target_shards,
+            storage_options=storage_options,
+            cost_model=cost_model,
+        )
+        kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+        dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
+        arrays = stores.open_group(self.source, "r", storage_options)
+        zarr_lib.layout_lib.check_names(dataset)
+        names = [n for n, v in dataset.data_vars.items() if v.ndim]
+        needs_temp = any(len(p.stages) > 1 for p in self.plan.plans)
+        self._temp_is_default = temp_store is None
+        self.temp_store = (
+            stores.normalize_store(temp_store)
+            if temp_store is not None
+            else (_default_temp_store(self.target) if needs_temp else None)
+        )
+        _check_apart(self.temp_store, self.source, self.target)
+        user_encoding = zarr_lib.layout_lib.check_encoding(encoding, dataset)
+        layout_encoding = {}
+        for name in names:
+            plan = self.plan.plan_for(name)
+            enc = dict(user_encoding.get(name, {}))
+            if {"chunks", "shards"} & set(enc):
+                raise ValueError(
+                    f"encoding of {name!r} sets chunks or shards; pass "
+                    f"target_chunks / target_shards instead"
+                )
+            enc["chunks"] = plan.target_chunks
+            if plan.target_shards:
+                enc["shards"] = plan.target_shards
+            layout_encoding[name] = enc
+        for name, enc in user_encoding.items():
+            layout_encoding.setdefault(name, enc)
+        self._options = zarr_lib._WriteOptions(
+            self.target,
+            None,
+            None,
+            zarr_lib.layout_lib.check_zarr_format(zarr_format),
+            layout_encoding,
+            stores.check_mode_name(mode),
+            storage_options,
+        )
+        for name in names:
+            _check_same_stored_dtype(
+                name,
+                arrays[name].dtype,
+                _planned_stored_dtype(
+                    name, dataset[name].variable, layout_encoding[name]
+                ),
+            )
+        self._template = templates.make_template(dataset, lazy_vars=set(names))
+        self._names = names
+        self._arrays_meta = {n: (arrays[n].dtype, arrays[n].fill_value) for n in names}
+        self.num_threads = num_threads
+        self.keep_temp = keep_temp
+
+    def _temp_layouts(self) -> tuple:
+        layouts = []
+        for plan in self.plan.plans:
+            for number, stage in enumerate(plan.stages[:-1], start=1):
+                for name in plan.variables:
+                    dtype, fill_value = self._arrays_meta[name]
+                    layouts.append(
+                        (number, name, plan.shape, dtype, fill_value, stage.write_units)
+                    )
+        return tuple(layouts)
+
+    def _location(self, plan: planning.RechunkPlan, number: int) -> _Location:
+        """Where pass ``number``'s output lives (0 is the source)."""
+        if number == 0:
+            return _Location(self.source, "", self.storage_options)
+        if number == len(plan.stages):
+            return _Location(self.target, "", self.storage_options)
+        return _Location(
+            self.temp_store, _pass_path(number), self.storage_options, temporary=True
+        )
+
+    def expand(self, pbegin):
+        existing = self.resume and self._options.mode != "r+"
+        if existing and stores.store_state(self.target, self.storage_options) == "zarr":
+            self._options = dataclasses.replace(self._options, mode="r+")
+        stores.check_mode(self.target, self._options.mode, self.storage_options)
+        remove_root = self._temp_is_default
+        if self.temp_store is not None:
+            _check_temp_store(self.temp_store, self.storage_options)
+            # A location that holds nothing yet is ours to remove afterwards; a
+            # directory the user made is only emptied.
+            state = stores.store_state(self.temp_store, self.storage_options)
+            remove_root = remove_root or state == "missing"
+        setup = _Setup(
+            self._template,
+            self._options,
+            self.source,
+            self.storage_options,
+            self.temp_store,
+            self._temp_layouts(),
+            tuple(self._names),
+            self.resume,
+        )
+        token = (
+            pbegin | "StartSetup" >> beam.Create([None]) | "Setup" >> beam.Map(setup)
+        )
+        finals = []
+        for g, plan in enumerate(self.plan.plans):
+            ready = token
+            for number, stage in enumerate(plan.stages, start=1):
+                label = f"Group{g}Pass{number}"
+                grids = {
+                    name: chunks_lib.ChunkGrid(
+                        {
+                            d: chunks_lib.normalize_dim_chunks(d, r, n)
+                            for d, r, n in zip(
+                                plan.dims, stage.regions, plan.shape, strict=True
+                            )
+                        }
+                    )
+                    for name in plan.variables
+                }
+                copier = _RegionCopier(
+                    self._location(plan, number - 1),
+                    self._location(plan, number),
+                    plan.dims,
+                    stage.regions,
+                    stage.concurrency,
+                    self.resume,
+                )
+                copied = (
+                    pbegin
+                    | f"{label}Regions" >> reading.CreateKeys(grids)
+                    | f"{label}Copy"
+                    >> beam.ParDo(
+                        threadmap.ThreadMapWithSideInput(copier, self.num_threads),
+                        beam.pvalue.AsSingleton(ready),
+                    )
+                )
+                ready = _pass_done(copied, token, label)
+            finals.append(ready)
+        if not finals:
+            return token
+        done = (
+            finals
+            | "AllGroups" >> beam.Flatten()
+            | "AllDone" >> beam.combiners.Count.Globally()
+        )
+        if self.temp_store is None or self.keep_temp:
+            return done
+        return done | "RemoveTemp" >> beam.Map(
+            _remove_then_report,
+            self.temp_store,
+            self.storage_options,
+            remove_root,
+        )
+
+
+def _remove_then_report(
+    groups_done: int, location: Any, storage_options, remove_root: bool
+) -> int:
+    _remove_temp(location, storage_options, remove_root)
+    return groups_done
+
+
+def rechunk_zarr(
+    source: StoreLike,
+    target: StoreLike,
+    target_chunks: Mapping[str, int],
+    max_mem: int = 2**30,
+    temp_store: StoreLike | None = None,
+    *,
+    pipeline_options: PipelineOptions | list[str] | None = None,
+    **kwargs: Any,
+) -> planning.DatasetRechunkPlan:
+    """Rechunk a Zarr store into a new one, running a Beam pipeline.
+
+    Args:
+      source, target, target_chunks, max_mem, temp_store: as for
+        ``RechunkZarr``.
+      pipeline_options: Beam options or flags (default: Beam's Python
+        DirectRunner in this process, ``runners.InProcessRunner``, also when
+        flags name no runner).
+      **kwargs: the other arguments of ``RechunkZarr``.
+
+    Returns:
+      The plan that was run (print it to see the passes and memory).
+
+    Example:
+      ``rechunk_zarr('era5.zarr', 'pencils.zarr', {'time': -1, 'latitude': 23,
+      'longitude': 45}, max_mem=256 * 2**20)``
+    """
+    transform = RechunkZarr(
+        source, target, target_chunks, max_mem, temp_store, **kwargs
+    )
+    if not isinstance(pipeline_options, PipelineOptions):
+        pipeline_options = runners.in_process_options(pipeline_options or [])
+    with beam.Pipeline(options=pipeline_options) as pipeline:
+        _ = pipeline | "RechunkZarr" >> transform
+    return transform.plan

@@ -1,0 +1,131 @@
+"""The runner that means "run here, in this process": Beam's Python DirectRunner.
+
+Beam's ``DirectRunner`` (since Beam 2.6x) first tries the Prism runner,
+which it downloads from the internet and runs as a separate program, and
+falls back to the Python in-process runner when it cannot. So the same
+pipeline runs in another process on a machine with internet access and in
+this one without: counters read for a progress bar, results collected
+through module state and error messages all change with the network.
+
+``InProcessRunner`` always takes the second path: the FnApiRunner Beam's
+DirectRunner itself uses for batch pipelines, set up the same way. Its
+``direct_running_mode`` and ``direct_num_workers`` options work as usual
+(``multi_processing`` runs bundles in worker processes it starts). The
+package's programs, ``rechunk_zarr`` and ``Dataset.collect_with_direct_runner``
+use it unless told otherwise; pass ``--runner`` to choose another.
+``collect`` runs a small pipeline on it and returns what it produced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+)
+from apache_beam.runners.runner import PipelineRunner
+
+IN_PROCESS_RUNNER = "xarray_beam.beam.runners.InProcessRunner"
+_IN_PROCESS_NAMES = frozenset(
+    {IN_PROCESS_RUNNER, "InProcessRunner", "FnApiRunner", "BundleBasedDirectRunner"}
+)
+
+
+class InProcessRunner(PipelineRunner):
+    """Beam's Python DirectRunner, never swapped for the downloaded Prism runner.
+
+    Example:
+      >>> import apache_beam as beam
+      >>> with beam.Pipeline(InProcessRunner()) as p:
+      ...     _ = p | beam.Create([1, 2]) | beam.Map(print)
+      1
+      2
+    """
+
+    def run_pipeline(self, pipeline: Any, options: PipelineOptions) -> Any:
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import (
+            JobServiceHandle,
+        )
+
+        # As Beam's DirectRunner does: workers see the pipeline's options.
+        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+        provision_info = fn_runner.ExtendedProvisionInfo(
+            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+        )
+        runner = fn_runner.FnApiRunner(provision_info=provision_info)
+        return runner.run_pipeline(pipeline, options)
+
+
+def in_process_options(flags: list[str] | tuple[str, ...] = ()) -> PipelineOptions:
+    """Beam options from flags, on ``InProcessRunner`` unless they name a runner.
+
+    Example:
+      >>> in_process_options([]).view_as(StandardOptions).runner
+      'xarray_beam.beam.runners.InProcessRunner'
+    """
+    flags = list(flags)
+    if not any(f == "--runner" or f.startswith("--runner=") for f in flags):
+        flags.append(f"--runner={IN_PROCESS_RUNNER}")
+    return PipelineOptions(flags)
+
+
+def runs_in_process(options: PipelineOptions) -> bool:
+    """Whether the runner surely executes transforms in this process.
+
+    True for ``InProcessRunner`` (and Beam's FnApiRunner and
+    BundleBasedDirectRunner) in the in-memory or multi-threading modes; False
+    for any other runner, Beam's ``DirectRunner`` included, which may hand
+    the pipeline to the Prism runner.
+
+    Example:
+      >>> runs_in_process(in_process_options([]))
+      True
+      >>> runs_in_process(in_process_options(['--runner=DirectRunner']))
+      False
+    """
+    runner = options.view_as(StandardOptions).runner or ""
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return runner in _IN_PROCESS_NAMES and mode in (
+        None,
+        "in_memory",
+        "multi_threading",
+    )
+
+
+_RESULTS: dict[str, list[Any]] = {}
+
+
+def _store(elements: list[Any], token: str) -> None:
+    _RESULTS[token] = elements
+
+
+def collect(
+    build: Callable[[beam.Pipeline], beam.PCollection],
+    runner: str = IN_PROCESS_RUNNER,
+    **options: Any,
+) -> list[Any]:
+    """Run ``build(pipeline)`` in this process and return the PCollection it
+    makes, as a list (for tests and notebooks: it must fit in memory).
+
+    Only for runners that execute in this process (``InProcessRunner``):
+    results travel back through a module global.
+
+    Example:
+      >>> sorted(collect(lambda p: p | beam.Create([3, 1, 2])))
+      [1, 2, 3]
+    """
+    token = uuid.uuid4().hex
+    with beam.Pipeline(runner=runner, options=PipelineOptions([], **options)) as p:
+        (
+            build(p)
+            | "ToList" >> beam.combiners.ToList()
+            | "Store" >> beam.Map(_store, token)
+        )
+    return _RESULTS.pop(token)
