@@ -19,6 +19,7 @@ from helpers import read_tree
 
 import xarray_beam as xb
 from xarray_beam.beam import rechunk_zarr
+from xarray_beam.io import temp_stores
 from xarray_beam.model.zarr_layout import check_names
 
 ESCAPING_NAMES = ["../evil", "/abs", "a/b", "..", "", "a\\b", "a\x00b"]
@@ -209,7 +210,7 @@ def test_rechunk_zarr_refuses_a_temp_store_object_holding_other_files(tmp_path, 
         zarr.storage.LocalStore(str(temp)),
     )
     with (
-        pytest.raises(FileExistsError, match="not a temporary store"),
+        pytest.raises(FileExistsError, match="not temporary data of xarray_beam"),
         beam.Pipeline("DirectRunner") as p,
     ):
         _ = p | transform
@@ -250,7 +251,7 @@ def test_rechunk_zarr_keeps_the_temp_store_when_a_pass_fails(
     with pytest.raises(Exception, match="disk full"):
         xb.rechunk_zarr(rows, target, COLUMNS, TWO_PASS_MEM)
     temp = zarr.open_group(target + ".rechunk-temp", mode="r")
-    assert temp.attrs[rechunk_zarr._TEMP_MARKER]
+    assert temp.attrs[temp_stores.MARKER]
     np.testing.assert_array_equal(
         temp["pass1"]["t"][:], np.arange(256.0).reshape(16, 16)
     )

@@ -54,16 +54,10 @@ from xarray_beam.beam.rechunk import (
 )
 from xarray_beam.beam.rechunk_zarr import RechunkZarr, plan_store_rechunk, rechunk_zarr
 from xarray_beam.beam.runners import InProcessRunner
-from xarray_beam.beam.zarr import (
-    ChunksToZarr,
-    DatasetToZarr,
-    open_zarr,
-    setup_zarr,
-    validate_zarr_chunk,
-    write_chunk_to_zarr,
-)
+from xarray_beam.beam.zarr import ChunksToZarr, DatasetToZarr
 from xarray_beam.dataset import Dataset
 from xarray_beam.io.verify import VerifyReport, verify_zarr
+from xarray_beam.io.zarr_io import open_zarr, setup_zarr, write_chunk_to_zarr
 from xarray_beam.model.chunks import normalize_chunks
 from xarray_beam.model.key import Key, offsets_to_slices, validate_chunk
 from xarray_beam.model.planning import (
@@ -74,6 +68,7 @@ from xarray_beam.model.planning import (
     plan_rechunk,
 )
 from xarray_beam.model.templates import make_template, replace_template_dims
+from xarray_beam.model.zarr_layout import validate_zarr_chunk
 
 __version__ = "0.1.0.dev0"
 

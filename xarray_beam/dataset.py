@@ -39,13 +39,14 @@ from xarray_beam.beam import rechunk as rechunk_lib
 from xarray_beam.beam import zarr as zarr_lib
 from xarray_beam.beam.climatology import Climatology
 from xarray_beam.beam.rechunk_zarr import RechunkZarr
-from xarray_beam.io import stores
+from xarray_beam.io import stores, zarr_io
 from xarray_beam.model import chunks as chunks_lib
+from xarray_beam.model import reductions
 from xarray_beam.model.units import format_bytes
 
 ChunksSpec = Mapping[Any, int | str] | int | str
 
-_REDUCTIONS: dict[str, type[combiners._Reduction]] = {
+_REDUCTIONS: dict[str, type[combiners.Reduction]] = {
     "mean": combiners.Mean,
     "sum": combiners.Sum,
     "count": combiners.Count,
@@ -217,7 +218,7 @@ class Dataset:
         """
         store = stores.normalize_store(store)
         kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
-        source, stored = zarr_lib.open_zarr(store, **kwargs)
+        source, stored = zarr_io.open_zarr(store, **kwargs)
         origin = _Source(
             source,
             f"FromZarr({_store_name(store)})",
@@ -608,7 +609,7 @@ class Dataset:
         max_mem: int = 2**28,
         storage_options: dict | None = None,
     ) -> Dataset:
-        dims = combiners._dims(dim)
+        dims = reductions.normalize_dims(dim)
         dims = tuple(self._template.dims) if dims is None else dims
         transform = _REDUCTIONS[stat](
             dims,

@@ -337,7 +337,7 @@ def reduced_template(
     data_vars = {}
     for name, var in template.data_vars.items():
         along = reduced & set(var.dims)
-        numeric = reductions._reducible(var.dtype)
+        numeric = reductions.reducible(var.dtype)
         if along and not numeric:
             continue
         if along:

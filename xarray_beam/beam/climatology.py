@@ -388,9 +388,9 @@ class Climatology(beam.PTransform):
         if template is not None:
             # Only the groups the data has: every output chunk gets written.
             self.grouping = self.grouping.restricted_to(template.indexes[dim])
-        self.merge = combiners._merge_partials(
+        self.merge = combiners.merge_partials(
             self.reducer,
-            combiners._check_fanout(fanout),
+            combiners.check_fanout(fanout),
             temp_store,
             max_mem,
             storage_options,
@@ -449,7 +449,7 @@ def climatology_template(
     group_sizes = dict(zip(grouping.names, grouping.shape, strict=True))
     data_vars = {}
     for name, var in source.data_vars.items():
-        if dim in var.dims and not reductions._reducible(var.dtype):
+        if dim in var.dims and not reductions.reducible(var.dtype):
             continue
         rest = [d for d in var.dims if d != dim]
         sizes = {**group_sizes, **{d: var.sizes[d] for d in rest}}

@@ -12,38 +12,22 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import re
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-import fsspec
 import xarray
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from xarray_beam.beam import metrics
-from xarray_beam.io import stores
+from xarray_beam.io import stores, temp_stores
 from xarray_beam.model import reductions
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Partial, Reducer
 
 _KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
-
-
-def _dims(dim: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    if dim is None:
-        return None
-    if isinstance(dim, str):
-        return (dim,)
-    dims = tuple(dim)
-    if not dims or not all(isinstance(d, str) for d in dims):
-        raise ValueError(f"dim must be a name or a list of names, got {dim!r}")
-    return dims
 
 
 class ReduceCombineFn(beam.CombineFn):
@@ -66,7 +50,7 @@ class ReduceCombineFn(beam.CombineFn):
         weights: xarray.DataArray | None = None,
     ):
         self.reducer = reducer
-        self.dim = _dims(dim)
+        self.dim = reductions.normalize_dims(dim)
         self.weights = weights
 
     def _partial(self, element: Any) -> Partial:
@@ -171,7 +155,7 @@ def _without_copies(key: Key, chunk: xarray.Dataset, dims) -> xarray.Dataset:
     return chunk.drop_vars(copies) if copies else chunk
 
 
-class _Reduction(beam.PTransform):
+class Reduction(beam.PTransform):
     """Reduce ``(Key, Dataset)`` chunks over ``dim``; the base of Mean & co."""
 
     stat: str = "mean"
@@ -192,7 +176,7 @@ class _Reduction(beam.PTransform):
         template: xarray.Dataset | None = None,
     ):
         super().__init__()
-        self.dim = _dims(dim)
+        self.dim = reductions.normalize_dims(dim)
         self.weights = reductions.check_weights(weights, self.dim)
         _check_template(template, self.dim, self.weights)
         self.reducer = Reducer(
@@ -203,8 +187,8 @@ class _Reduction(beam.PTransform):
             dtype=dtype,
             weighted=weights is not None,
         )
-        self.fanout = _check_fanout(fanout)
-        self.merge = _merge_partials(
+        self.fanout = check_fanout(fanout)
+        self.merge = merge_partials(
             self.reducer, self.fanout, temp_store, max_mem, storage_options
         )
 
@@ -265,13 +249,14 @@ def check_weight_dims(
         )
 
 
-def _check_fanout(fanout: int | None) -> int | None:
+def check_fanout(fanout: int | None) -> int | None:
+    """The hot-key fanout, checked: None or a positive int."""
     if fanout is not None and (not isinstance(fanout, int) or fanout < 1):
         raise ValueError(f"fanout must be a positive int, got {fanout!r}")
     return fanout
 
 
-def _merge_partials(
+def merge_partials(
     reducer: Reducer,
     fanout: int | None,
     temp_store: str | None,
@@ -285,7 +270,7 @@ def _merge_partials(
     return combine.with_hot_key_fanout(fanout) if fanout else combine
 
 
-class _Globally(_Reduction, variant=True):
+class _Globally(Reduction, variant=True):
     def expand(self, pcoll):
         fn = ReduceCombineFn(self.reducer, self.dim, self.weights)
         combine = beam.CombineGlobally(fn)
@@ -294,7 +279,7 @@ class _Globally(_Reduction, variant=True):
         return pcoll | "Combine" >> combine
 
 
-class _PerKey(_Reduction, variant=True):
+class _PerKey(Reduction, variant=True):
     def expand(self, pcoll):
         fn = ReduceCombineFn(self.reducer, self.dim, self.weights)
         combine = beam.CombinePerKey(fn)
@@ -303,7 +288,7 @@ class _PerKey(_Reduction, variant=True):
         return pcoll | "Combine" >> combine
 
 
-class Mean(_Reduction):
+class Mean(Reduction):
     """Mean of ``(Key, Dataset)`` chunks over ``dim``; reduced dims leave the key.
 
     Args:
@@ -334,38 +319,38 @@ class Mean(_Reduction):
     stat = "mean"
 
 
-class Sum(_Reduction):
+class Sum(Reduction):
     """Sum over ``dim`` (see ``Mean``); all-NaN sums are 0 unless min_count."""
 
     stat = "sum"
 
 
-class Count(_Reduction):
+class Count(Reduction):
     """Number of valid (non-NaN) values over ``dim`` (see ``Mean``)."""
 
     stat = "count"
 
 
-class Min(_Reduction):
+class Min(Reduction):
     """Minimum over ``dim`` (see ``Mean``)."""
 
     stat = "min"
 
 
-class Max(_Reduction):
+class Max(Reduction):
     """Maximum over ``dim`` (see ``Mean``)."""
 
     stat = "max"
 
 
-class Var(_Reduction):
+class Var(Reduction):
     """Variance over ``dim``, with ``ddof`` (see ``Mean``); partial results
     merge with a numerically stable parallel formula."""
 
     stat = "var"
 
 
-class Std(_Reduction):
+class Std(Reduction):
     """Standard deviation over ``dim``, with ``ddof`` (see ``Var``)."""
 
     stat = "std"
@@ -374,23 +359,20 @@ class Std(_Reduction):
 class _Accumulate(beam.DoFn):
     """Merges partial results per key within a bundle, spilling them to files.
 
-    Like Beam's combiner lifting, but the merged partials go to files under
+    Like Beam's combiner lifting, but the merged partials go to files in
     ``temp`` (when the bundle ends, or when they exceed ``max_mem``) and only
     ``(key, path)`` records go through the shuffle.
     """
 
-    def __init__(
-        self, reducer: Reducer, temp: str, max_mem: int, storage_options: dict | None
-    ):
+    def __init__(self, reducer: Reducer, temp: temp_stores.TempLocation, max_mem: int):
         self.reducer = reducer
         self.temp = temp
         self.max_mem = max_mem
-        self.storage_options = storage_options or {}
 
     def start_bundle(self) -> None:
         self._table: dict[Key, Partial] = {}
         self._bytes = 0
-        self._bundle = uuid.uuid4().hex
+        self._bundle = temp_stores.new_bundle_name()
         self._spills = 0
 
     def process(self, element: tuple[Key, Partial]):
@@ -407,13 +389,11 @@ class _Accumulate(beam.DoFn):
             yield WindowedValue(record, MIN_TIMESTAMP, [GlobalWindow()])
 
     def _spill(self):
-        fs, root = fsspec.core.url_to_fs(self.temp, **self.storage_options)
-        fs.makedirs(root, exist_ok=True)
         self._spills += 1
         for number, (key, partial) in enumerate(self._table.items()):
-            path = f"{root.rstrip('/')}/{self._bundle}-{self._spills}-{number}.pkl"
-            with fs.open(path, "wb") as f:
-                pickle.dump(partial, f, protocol=5)
+            path = temp_stores.spill(
+                self.temp, partial, self._bundle, self._spills, number
+            )
             metrics.count("partials_spilled")
             yield key, path
         self._table = {}
@@ -423,38 +403,17 @@ class _Accumulate(beam.DoFn):
 class _MergeFiles:
     """Reads the partial results spilled for a key, merges and finishes them."""
 
-    def __init__(self, reducer: Reducer, temp: str, storage_options: dict | None):
+    def __init__(self, reducer: Reducer, temp: temp_stores.TempLocation):
         self.reducer = reducer
         self.temp = temp
-        self.storage_options = storage_options or {}
 
     def __call__(self, key: Key, paths) -> tuple[Key, xarray.Dataset]:
-        fs, _ = fsspec.core.url_to_fs(self.temp, **self.storage_options)
-        partials = []
-        for path in sorted(paths):
-            with fs.open(path, "rb") as f:
-                partials.append(pickle.load(f))
+        partials = temp_stores.read_spilled(self.temp, sorted(paths))
         return key, self.reducer.finalize(self.reducer.merge(partials))
 
 
-_SPILL_FILE = re.compile(r"[0-9a-f]{32}-\d+-\d+\.pkl")
-
-
-def _remove(_, location: str, storage_options: dict | None, remove_root: bool) -> None:
-    """Delete the spill files (only ours), then the location if we made it."""
-    fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
-    if not fs.exists(root):
-        return
-    others = False
-    for path in fs.ls(root, detail=False):
-        if _SPILL_FILE.fullmatch(path.rstrip("/").rsplit("/", 1)[-1]):
-            fs.rm(path)
-        else:
-            others = True
-    if remove_root and not others:
-        # On object stores the "directory" is gone with its last file.
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(root, recursive=True)
+def _remove(_, temp: temp_stores.TempLocation) -> None:
+    temp_stores.remove(temp)
 
 
 class CombineThroughStorage(beam.PTransform):
@@ -465,7 +424,8 @@ class CombineThroughStorage(beam.PTransform):
     file references cross the shuffle; then the files of each key are merged
     and finished into ``(key, Dataset)`` pairs. Memory stays bounded on local
     runners, whose shuffles hold everything they move. ``temp_store`` must be
-    a new location; it is deleted after the pipeline has read it.
+    a new location (or an empty directory); the files are deleted after the
+    pipeline has read them (see ``xarray_beam.io.temp_stores``).
     """
 
     def __init__(
@@ -486,31 +446,20 @@ class CombineThroughStorage(beam.PTransform):
         self.storage_options = storage_options
 
     def expand(self, pcoll):
-        state = stores.store_state(self.temp_store, self.storage_options)
-        if state not in ("missing", "empty"):
-            raise FileExistsError(
-                f"temp_store {self.temp_store} already holds data; choose a new "
-                f"location"
-            )
-        remove_root = state == "missing"
+        temp = temp_stores.claim(self.temp_store, self.storage_options, "spill")
         merged = (
             pcoll
             | "Accumulate"
             >> beam.ParDo(
-                _Accumulate(
-                    self.reducer, self.temp_store, self.max_mem, self.storage_options
-                )
+                _Accumulate(self.reducer, temp, self.max_mem)
             ).with_output_types(beam.typehints.Tuple[Key, str])
             | "GroupFiles" >> beam.GroupByKey()
             | "Merge"
-            >> beam.MapTuple(
-                _MergeFiles(self.reducer, self.temp_store, self.storage_options)
-            ).with_output_types(_KEYED)
+            >> beam.MapTuple(_MergeFiles(self.reducer, temp)).with_output_types(_KEYED)
         )
         _ = (
             merged
             | "CountMerged" >> beam.combiners.Count.Globally()
-            | "RemoveTemp"
-            >> beam.Map(_remove, self.temp_store, self.storage_options, remove_root)
+            | "RemoveTemp" >> beam.Map(_remove, temp)
         )
         return merged

@@ -14,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import apache_beam as beam
-import fsspec
 import numpy as np
 import xarray
 import zarr
@@ -25,15 +24,12 @@ import zarr.abc.store
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from xarray_beam.beam import metrics, reading, runners, threadmap
-from xarray_beam.beam import zarr as zarr_lib
-from xarray_beam.io import compat, region_io, stores
-from xarray_beam.io import verify as verify_lib
+from xarray_beam.io import chunk_writer, region_io, stores, temp_stores, zarr_io
 from xarray_beam.io.stores import StoreLike
 from xarray_beam.model import chunks as chunks_lib
 from xarray_beam.model import planning, templates
+from xarray_beam.model import zarr_layout as layout_lib
 from xarray_beam.model.key import Key
-
-_TEMP_MARKER = "xarray_beam_rechunk_temp"
 
 
 def _pass_path(number: int) -> str:
@@ -51,15 +47,30 @@ class _Location:
     storage_options: Mapping[str, Any] | None = None
     temporary: bool = False
 
-    def open(self, name: str, mode: str, concurrency: int) -> region_io.RegionIO:
+    def _array(self, name: str, mode: Literal["r", "r+"]) -> zarr.Array:
         path = f"{self.group}/{name}" if self.group else name
         kwargs = (
             {"storage_options": dict(self.storage_options)}
             if self.storage_options
             else {}
         )
-        array = zarr.open_array(self.store, path=path, mode=mode, **kwargs)
+        return zarr.open_array(self.store, path=path, mode=mode, **kwargs)
+
+    def reader(self, name: str, concurrency: int) -> region_io.RegionIO:
+        array = self._array(name, "r")
         return region_io.RegionIO(array, concurrency, unbuffered=self.temporary)
+
+    def writer(
+        self, name: str, concurrency: int, resume: bool
+    ) -> chunk_writer.ArrayWriter:
+        return chunk_writer.ArrayWriter(
+            self._array(name, "r+"),
+            self.store,
+            self.storage_options,
+            resume=resume,
+            concurrency=concurrency,
+            unbuffered=self.temporary,
+        )
 
 
 class _RegionCopier:
@@ -88,25 +99,15 @@ class _RegionCopier:
     def _init_cache(self) -> None:
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._arrays: dict[str, tuple[region_io.RegionIO, region_io.RegionIO]] = {}
-        self._present: dict[str, set] = {}
+        self._arrays: dict[
+            str, tuple[region_io.RegionIO, chunk_writer.ArrayWriter]
+        ] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for name in ("_lock", "_token", "_arrays", "_present"):
+        for name in ("_lock", "_token", "_arrays"):
             state.pop(name)
         return state
-
-    def _done(self, name: str, array: zarr.Array, region: tuple[slice, ...]) -> bool:
-        """Whether a resumed run finds every object of ``region`` written."""
-        with self._lock:
-            if name not in self._present:
-                self._present[name] = verify_lib.present_blocks(
-                    array, self._target.store, self._target.storage_options
-                )
-            present = self._present[name]
-        blocks = verify_lib.block_shape(array)
-        return all(i in present for i in verify_lib.region_blocks(region, blocks))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -114,16 +115,15 @@ class _RegionCopier:
 
     def _open(
         self, name: str, token: str
-    ) -> tuple[region_io.RegionIO, region_io.RegionIO]:
+    ) -> tuple[region_io.RegionIO, chunk_writer.ArrayWriter]:
         with self._lock:
             if token != self._token:
                 self._arrays = {}
-                self._present = {}
                 self._token = token
             if name not in self._arrays:
                 self._arrays[name] = (
-                    self._source.open(name, "r", self._concurrency),
-                    self._target.open(name, "r+", self._concurrency),
+                    self._source.reader(name, self._concurrency),
+                    self._target.writer(name, self._concurrency, self._resume),
                 )
             return self._arrays[name]
 
@@ -135,111 +135,14 @@ class _RegionCopier:
             slice(key.offsets.get(d, 0), min(key.offsets.get(d, 0) + size, n))
             for d, size, n in zip(self._dims, self._regions, shape, strict=True)
         )
-        if self._resume and self._done(name, target.array, region):
+        copied = target.copy_from(source, region)
+        if copied is None:
             metrics.count("rechunk_regions_skipped")
             yield 0
             return
-        copied = region_io.copy_region(source, target, region)
         metrics.count("rechunk_regions_copied")
         metrics.count("rechunk_bytes_copied", copied)
         yield copied
-
-
-def _default_temp_store(target: Any) -> str:
-    if not isinstance(target, str):
-        raise ValueError(
-            "rechunking into a zarr Store object needs an explicit temp_store"
-        )
-    return target.rstrip("/") + ".rechunk-temp"
-
-
-def _check_temp_store(location: Any, storage_options: Mapping | None) -> None:
-    """Refuse a temp store location that holds anything but our own leftovers."""
-    state = stores.store_state(location, storage_options)
-    if state in ("missing", "empty"):
-        return
-    if state == "zarr":
-        group = stores.open_group(location, "r", storage_options)
-        if group.attrs.get(_TEMP_MARKER):
-            return
-    raise FileExistsError(
-        f"temp_store {stores.describe(location)} already holds data that is not "
-        f"a temporary store of xarray_beam; choose another temp_store"
-    )
-
-
-def _check_apart(temp: Any, source: Any, target: Any) -> None:
-    """Refuse a temp store that is, holds, or lies inside the source or target,
-    since it is written and then deleted."""
-    if not isinstance(temp, str):
-        return
-    for what, location in (("source", source), ("target", target)):
-        if not isinstance(location, str):
-            continue
-        a, b = temp.rstrip("/") + "/", location.rstrip("/") + "/"
-        if a.startswith(b) or b.startswith(a):
-            raise ValueError(
-                f"temp_store {temp} overlaps the {what} store {location}; it is "
-                f"deleted after rechunking, so choose a separate location"
-            )
-
-
-def _temp_matches(location: Any, storage_options: Mapping | None, layouts) -> bool:
-    """Whether a temporary store left by an earlier run has exactly these arrays."""
-    if stores.store_state(location, storage_options) != "zarr":
-        return False
-    root = stores.open_group(location, "r", storage_options)
-    try:
-        for number, name, shape, dtype, _, chunks in layouts:
-            array = root[f"{_pass_path(number)}/{name}"]
-            if (array.shape, array.chunks, array.dtype) != (shape, chunks, dtype):
-                return False
-    except KeyError:
-        return False
-    return True
-
-
-def _setup_temp(
-    location: Any,
-    storage_options: Mapping | None,
-    layouts: list[tuple[int, str, tuple[int, ...], np.dtype, Any, tuple[int, ...]]],
-    resume: bool = False,
-) -> None:
-    """Create the temporary store's arrays: uncompressed, one group per pass.
-
-    When resuming, a temporary store of the same plan is kept as it is.
-    """
-    _check_temp_store(location, storage_options)
-    if resume and _temp_matches(location, storage_options, layouts):
-        return
-    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
-    root = zarr.open_group(location, mode="w", zarr_format=3, **kwargs)
-    root.attrs[_TEMP_MARKER] = True
-    for number, name, shape, dtype, fill_value, chunks in layouts:
-        group = root.require_group(_pass_path(number))
-        region_io.create(group, name, shape, chunks, dtype, fill_value)
-
-
-def _remove_temp(
-    location: Any, storage_options: Mapping | None, remove_root: bool
-) -> None:
-    """Delete a temporary store created by ``_setup_temp`` (and nothing else).
-
-    The location itself is removed only if xarray_beam chose it; a directory
-    the user named is emptied.
-    """
-    _check_temp_store(location, storage_options)
-    if isinstance(location, zarr.abc.store.Store):
-        zarr.open_group(location, mode="w")
-        return
-    fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
-    if not fs.exists(path):
-        return
-    if remove_root:
-        fs.rm(path, recursive=True)
-    else:
-        for child in fs.ls(path, detail=False):
-            fs.rm(child, recursive=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,29 +150,24 @@ class _Setup:
     """Everything the setup step does, picklable for the workers."""
 
     template: xarray.Dataset
-    options: zarr_lib._WriteOptions
+    options: zarr_io.WriteOptions
     source: Any
     source_options: Mapping[str, Any] | None
-    temp: Any
-    temp_layouts: tuple
+    temp: temp_stores.TempLocation | None
+    temp_arrays: tuple[temp_stores.TempArray, ...]
     variables: tuple[str, ...]
     resume: bool = False
 
     def __call__(self, _) -> str:
-        target = zarr_lib._setup(self.template, self.options)
+        target = zarr_io.setup(self.template, self.options)
         source = stores.open_group(self.source, "r", self.source_options)
         written = stores.open_group(
             self.options.store, "r", self.options.storage_options
         )
         for name in self.variables:
             _check_same_stored_dtype(name, source[name].dtype, written[name].dtype)
-        if self.temp_layouts:
-            _setup_temp(
-                self.temp,
-                self.options.storage_options,
-                list(self.temp_layouts),
-                self.resume,
-            )
+        if self.temp is not None and self.temp_arrays:
+            temp_stores.create_zarr(self.temp, self.temp_arrays, self.resume)
         return target.token
 
 
@@ -289,14 +187,12 @@ def _planned_stored_dtype(
 ) -> np.dtype:
     """The dtype xarray will store a template variable with, asked of xarray
     itself (releases differ: older ones store booleans as int8)."""
-    keys = zarr_lib.layout_lib.CF_ENCODING_KEYS
+    keys = layout_lib.CF_ENCODING_KEYS
     values_encoding = {
         k: v for k, v in {**var.encoding, **encoding}.items() if k in keys
     }
-    sample = xarray.Variable(
-        var.dims, np.zeros((1,) * var.ndim, var.dtype), encoding=values_encoding
-    )
-    return compat.encode_zarr_variable(sample, name).dtype
+    sample = xarray.Variable(var.dims, np.zeros((1,) * var.ndim, var.dtype))
+    return chunk_writer.encode(name, sample, values_encoding).dtype
 
 
 def _pass_done(outputs, token, label: str):
@@ -446,17 +342,21 @@ class RechunkZarr(beam.PTransform):
         kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
         dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
         arrays = stores.open_group(self.source, "r", storage_options)
-        zarr_lib.layout_lib.check_names(dataset)
+        layout_lib.check_names(dataset)
         names = [n for n, v in dataset.data_vars.items() if v.ndim]
         needs_temp = any(len(p.stages) > 1 for p in self.plan.plans)
         self._temp_is_default = temp_store is None
         self.temp_store = (
             stores.normalize_store(temp_store)
             if temp_store is not None
-            else (_default_temp_store(self.target) if needs_temp else None)
+            else (
+                temp_stores.default_location(self.target, ".rechunk-temp")
+                if needs_temp
+                else None
+            )
         )
-        _check_apart(self.temp_store, self.source, self.target)
-        user_encoding = zarr_lib.layout_lib.check_encoding(encoding, dataset)
+        temp_stores.check_apart(self.temp_store, source=self.source, target=self.target)
+        user_encoding = layout_lib.check_encoding(encoding, dataset)
         layout_encoding = {}
         for name in names:
             plan = self.plan.plan_for(name)
@@ -472,11 +372,11 @@ class RechunkZarr(beam.PTransform):
             layout_encoding[name] = enc
         for name, enc in user_encoding.items():
             layout_encoding.setdefault(name, enc)
-        self._options = zarr_lib._WriteOptions(
+        self._options = zarr_io.WriteOptions(
             self.target,
             None,
             None,
-            zarr_lib.layout_lib.check_zarr_format(zarr_format),
+            layout_lib.check_zarr_format(zarr_format),
             layout_encoding,
             stores.check_mode_name(mode),
             storage_options,
@@ -495,16 +395,23 @@ class RechunkZarr(beam.PTransform):
         self.num_threads = num_threads
         self.keep_temp = keep_temp
 
-    def _temp_layouts(self) -> tuple:
-        layouts = []
+    def _temp_arrays(self) -> tuple[temp_stores.TempArray, ...]:
+        arrays = []
         for plan in self.plan.plans:
             for number, stage in enumerate(plan.stages[:-1], start=1):
                 for name in plan.variables:
                     dtype, fill_value = self._arrays_meta[name]
-                    layouts.append(
-                        (number, name, plan.shape, dtype, fill_value, stage.write_units)
+                    arrays.append(
+                        temp_stores.TempArray(
+                            _pass_path(number),
+                            name,
+                            plan.shape,
+                            stage.write_units,
+                            dtype,
+                            fill_value,
+                        )
                     )
-        return tuple(layouts)
+        return tuple(arrays)
 
     def _location(self, plan: planning.RechunkPlan, number: int) -> _Location:
         """Where pass ``number``'s output lives (0 is the source)."""
@@ -521,20 +428,18 @@ class RechunkZarr(beam.PTransform):
         if existing and stores.store_state(self.target, self.storage_options) == "zarr":
             self._options = dataclasses.replace(self._options, mode="r+")
         stores.check_mode(self.target, self._options.mode, self.storage_options)
-        remove_root = self._temp_is_default
+        temp = None
         if self.temp_store is not None:
-            _check_temp_store(self.temp_store, self.storage_options)
-            # A location that holds nothing yet is ours to remove afterwards; a
-            # directory the user made is only emptied.
-            state = stores.store_state(self.temp_store, self.storage_options)
-            remove_root = remove_root or state == "missing"
+            temp = temp_stores.claim(
+                self.temp_store, self.storage_options, "zarr", self._temp_is_default
+            )
         setup = _Setup(
             self._template,
             self._options,
             self.source,
             self.storage_options,
-            self.temp_store,
-            self._temp_layouts(),
+            temp,
+            self._temp_arrays(),
             tuple(self._names),
             self.resume,
         )
@@ -583,20 +488,13 @@ class RechunkZarr(beam.PTransform):
             | "AllGroups" >> beam.Flatten()
             | "AllDone" >> beam.combiners.Count.Globally()
         )
-        if self.temp_store is None or self.keep_temp:
+        if temp is None or self.keep_temp:
             return done
-        return done | "RemoveTemp" >> beam.Map(
-            _remove_then_report,
-            self.temp_store,
-            self.storage_options,
-            remove_root,
-        )
+        return done | "RemoveTemp" >> beam.Map(_remove_then_report, temp)
 
 
-def _remove_then_report(
-    groups_done: int, location: Any, storage_options, remove_root: bool
-) -> int:
-    _remove_temp(location, storage_options, remove_root)
+def _remove_then_report(groups_done: int, temp: temp_stores.TempLocation) -> int:
+    temp_stores.remove(temp)
     return groups_done
 
 

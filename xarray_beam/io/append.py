@@ -25,7 +25,7 @@ import numpy as np
 import xarray
 import zarr
 
-from xarray_beam.io import compat, stores
+from xarray_beam.io import chunk_writer, stores
 from xarray_beam.model import templates
 from xarray_beam.model import zarr_layout as layout_lib
 
@@ -191,9 +191,17 @@ def extend_store(
             f"the Zarr store at {stores.describe(store)} changed since the append "
             f"was planned (another append?); build the pipeline again"
         )
+    # The index's encoding (e.g. hours since a date), read while the store is
+    # still consistent: once data arrays are resized, it is not until the
+    # index is too.
+    index_encoding = {
+        k: v
+        for k, v in _open(store, storage_options)[dim].encoding.items()
+        if k in layout_lib.CF_ENCODING_KEYS
+    }
     index_array = None
     for name, array in group.arrays():
-        dims = _array_dims(array)
+        dims = stores.array_dims(array)
         if dim not in dims:
             continue
         if name == dim:
@@ -204,29 +212,11 @@ def extend_store(
         if tuple(shape) != array.shape:
             array.resize(tuple(shape))
     if index_array is not None and not plan.repeat:
-        encoded = xarray.Dataset(coords={dim: plan.labels})
-        values = _encoded_index(encoded[dim].variable, index_array, store, dim)
+        labels = xarray.Variable(dim, plan.labels)
+        values = chunk_writer.encode(dim, labels, index_encoding)
         index_array.resize((plan.size,))
-        index_array[plan.offset :] = values[plan.offset :]
+        chunk_writer.ArrayWriter(index_array).write(
+            (slice(plan.offset, plan.size),),
+            values[plan.offset :].astype(index_array.dtype, copy=False),
+        )
     zarr.consolidate_metadata(group.store)
-
-
-def _array_dims(array: zarr.Array) -> list[str]:
-    if array.metadata.zarr_format == 3 and array.metadata.dimension_names:
-        return list(array.metadata.dimension_names)
-    return list(array.attrs.get("_ARRAY_DIMENSIONS", []))
-
-
-def _encoded_index(
-    variable: xarray.Variable, array: zarr.Array, store: Any, dim: str
-) -> np.ndarray:
-    """Index labels encoded as the store encodes them (e.g. hours since ...)."""
-    stored = xarray.open_zarr(store, chunks=None)[dim]
-    keys = layout_lib.CF_ENCODING_KEYS
-    encoding = {k: v for k, v in stored.encoding.items() if k in keys}
-    values = variable.values
-    if values.dtype.kind == "M":
-        values = values.astype("datetime64[ns]")
-    plain = xarray.Variable(variable.dims, values, encoding=encoding)
-    encoded = np.asarray(compat.encode_zarr_variable(plain, dim).values)
-    return encoded.astype(array.dtype, copy=False)

@@ -218,6 +218,14 @@ class RegionIO:
         """Whether chunks bypass zarr's codec pipeline."""
         return self._codec is not None
 
+    def whole_chunks(self, region: Region) -> bool:
+        """Whether ``region`` consists of whole chunks (edge chunks ending at
+        the array's edge count as whole)."""
+        return all(
+            s.start % c == 0 and (s.stop % c == 0 or s.stop == n)
+            for s, c, n in zip(region, self.array.chunks, self.array.shape, strict=True)
+        )
+
     def _chunks(self, region: Region) -> Iterator[tuple[tuple[int, ...], Region]]:
         """Index and array-coordinate slices of each chunk inside ``region``."""
         ranges = [

@@ -87,6 +87,18 @@ def store_state(
     return "empty" if not fs.ls(path) else "other"
 
 
+def array_dims(array: zarr.Array) -> list[str]:
+    """The dimension names of an array as xarray stores them (Zarr v3's
+    ``dimension_names``, or v2's ``_ARRAY_DIMENSIONS`` attribute).
+
+    Example:
+      ``array_dims(zarr.open_group('era5.zarr')['2m_temperature'])``
+    """
+    if array.metadata.zarr_format == 3 and array.metadata.dimension_names:
+        return list(array.metadata.dimension_names)
+    return list(array.attrs.get("_ARRAY_DIMENSIONS", []))
+
+
 def check_mode(
     store: str | zarr.abc.store.Store,
     mode: Mode,

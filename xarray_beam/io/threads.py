@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import threading
 from collections.abc import Callable
 from typing import Any
 
-_shared_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(name: str) -> concurrent.futures.ThreadPoolExecutor:
+    with _pools_lock:
+        if name not in _pools:
+            _pools[name] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=16, thread_name_prefix=f"xarray_beam_{name}"
+            )
+        return _pools[name]
 
 
 def variable_pool() -> concurrent.futures.ThreadPoolExecutor:
     """A process-wide pool for loading or writing the variables of one chunk."""
-    global _shared_pool
-    if _shared_pool is None:
-        _shared_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=16, thread_name_prefix="xarray_beam_vars"
-        )
-    return _shared_pool
+    return _pool("vars")
 
 
 def map_variables(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -34,13 +40,23 @@ def map_variables(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
 
 
 def map_bounded(fn: Callable[[Any], Any], items: list[Any], limit: int) -> list[Any]:
-    """``[fn(item) for item in items]``, at most ``limit`` running at once."""
+    """``[fn(item) for item in items]``, at most ``limit`` running at once.
+
+    The items run in a pool of their own, so a function running in
+    ``variable_pool`` (a variable's write) may wait for them without taking
+    the threads they need.
+
+    Example:
+      >>> map_bounded(lambda x: x * x, [1, 2, 3], limit=2)
+      [1, 4, 9]
+    """
     if limit <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
     results = []
     pending: collections.deque = collections.deque()
+    pool = _pool("chunks")
     for item in items:
-        pending.append(variable_pool().submit(fn, item))
+        pending.append(pool.submit(fn, item))
         if len(pending) >= limit:
             results.append(pending.popleft().result())
     results.extend(future.result() for future in pending)

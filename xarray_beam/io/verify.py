@@ -207,7 +207,7 @@ def verify_zarr(
     reports = []
     arrays = dict(group.arrays())
     for name, array in sorted(arrays.items()):
-        dims = tuple(_dims(array))
+        dims = tuple(stores.array_dims(array))
         blocks = block_shape(array)
         grid = [
             math.ceil(n / b) if b else 0
@@ -240,12 +240,6 @@ def verify_zarr(
     return VerifyReport(location, tuple(reports), tuple(problems))
 
 
-def _dims(array: zarr.Array) -> list[str]:
-    if array.metadata.zarr_format == 3 and array.metadata.dimension_names:
-        return list(array.metadata.dimension_names)
-    return list(array.attrs.get("_ARRAY_DIMENSIONS", []))
-
-
 def _compare_with_template(
     arrays: Mapping[str, zarr.Array], template: xarray.Dataset
 ) -> list[str]:
@@ -255,7 +249,7 @@ def _compare_with_template(
             problems.append(f"variable {name!r} of the template is not in the store")
             continue
         array = arrays[name]
-        dims = tuple(_dims(array))
+        dims = tuple(stores.array_dims(array))
         if dims != tuple(var.dims) or tuple(array.shape) != var.shape:
             stored = dict(zip(dims, array.shape, strict=False))
             problems.append(

@@ -147,7 +147,7 @@ class Reducer:
             if not axes:
                 constants[name] = var.variable
                 continue
-            if not _reducible(var.dtype):
+            if not reducible(var.dtype):
                 continue  # like xarray's numeric_only reductions
             values = np.asarray(var.values)
             w = None
@@ -257,7 +257,7 @@ class Reducer:
         stops = np.append(starts[1:], len(ordered))
         arrays = {}
         for name, var in dataset.data_vars.items():
-            if dim in var.dims and _reducible(var.dtype):
+            if dim in var.dims and reducible(var.dtype):
                 w = None
                 if weights is not None:
                     w = _broadcast_weights(weights, var, np.asarray(weights.values))
@@ -482,7 +482,7 @@ class Reducer:
     def _reduce_over_nothing(self, var: xarray.Variable) -> xarray.Variable:
         """A variable lacking the reduced dims, reduced over none of them, as
         xarray does (mean of ints -> floats, count -> 1, var -> 0)."""
-        if not _reducible(var.dtype) or (var.ndim and self.stat in _IDENTITY_STATS):
+        if not reducible(var.dtype) or (var.ndim and self.stat in _IDENTITY_STATS):
             return var
         values = np.asarray(var.values)[..., np.newaxis]
         fields = self._fields(values, (var.ndim,), None)
@@ -491,7 +491,7 @@ class Reducer:
 
     def constant_dtype(self, var: xarray.Variable) -> np.dtype:
         """The dtype of a variable lacking the reduced dims, after reducing."""
-        if not _reducible(var.dtype) or (var.ndim and self.stat in _IDENTITY_STATS):
+        if not reducible(var.dtype) or (var.ndim and self.stat in _IDENTITY_STATS):
             return var.dtype
         return self._result_dtype(var.dtype)
 
@@ -559,8 +559,31 @@ def _broadcast_weights(
     return np.broadcast_to(arranged.reshape(shape), var.shape)
 
 
-def _reducible(dtype: np.dtype) -> bool:
+def reducible(dtype: np.dtype) -> bool:
+    """Whether values of ``dtype`` can be summed and compared (numbers, bools).
+
+    Example:
+      >>> reducible(np.dtype('f4')), reducible(np.dtype('M8[ns]'))
+      (True, False)
+    """
     return dtype.kind in "biufc"
+
+
+def normalize_dims(dim: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Dimensions to reduce over, as a tuple (None: every dimension).
+
+    Example:
+      >>> normalize_dims('time'), normalize_dims(['time', 'x']), normalize_dims(None)
+      (('time',), ('time', 'x'), None)
+    """
+    if dim is None:
+        return None
+    if isinstance(dim, str):
+        return (dim,)
+    dims = tuple(dim)
+    if not dims or not all(isinstance(d, str) for d in dims):
+        raise ValueError(f"dim must be a name or a list of names, got {dim!r}")
+    return dims
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:

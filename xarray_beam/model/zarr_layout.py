@@ -481,3 +481,29 @@ def chunk_regions(
             region.append(slice(start, stop))
         regions.append((name, tuple(region)))
     return regions
+
+
+def validate_zarr_chunk(
+    key: Key,
+    chunk: xarray.Dataset,
+    template: xarray.Dataset,
+    zarr_chunks: Mapping[str, int] | None = None,
+    zarr_shards: Mapping[str, int] | None = None,
+) -> None:
+    """Check that a chunk can be written safely into a store for ``template``.
+
+    Raises:
+      ValueError: naming the key, variable and dimension at fault, if the
+        chunk does not cover whole Zarr chunks (or shards), has variables,
+        dims or dtypes that differ from the template, or labels that do not
+        match the template's coordinates at the key's offsets.
+
+    Example:
+      >>> from xarray_beam.model.templates import make_template
+      >>> ds = xarray.Dataset({'t': ('time', np.arange(10.0))})
+      >>> template = make_template(ds)
+      >>> validate_zarr_chunk(Key({'time': 5}), ds.isel(time=slice(5, 10)),
+      ...                     template, zarr_chunks={'time': 5})
+    """
+    target = plan_target(template, zarr_chunks, zarr_shards, zarr_format=3)
+    chunk_regions(target, key, chunk)

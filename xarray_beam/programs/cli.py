@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from xarray_beam.io import stores
+from xarray_beam.io import stores, zarr_io
 from xarray_beam.model.units import format_bytes
 from xarray_beam.programs import launch
 
@@ -35,10 +35,8 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    import xarray_beam as xbeam
-
     options = launch.parse_storage_options(args.storage_option)
-    dataset, chunks = xbeam.open_zarr(args.store, **_kwargs(options))
+    dataset, chunks = zarr_io.open_zarr(args.store, **_kwargs(options))
     group = stores.open_group(stores.normalize_store(args.store), "r", options)
     print(f"{args.store}: Zarr format {group.metadata.zarr_format}")
     print("dimensions: " + ", ".join(f"{d}={n}" for d, n in dataset.sizes.items()))

@@ -18,8 +18,9 @@ import xarray
 from xarray_beam.beam.climatology import Climatology
 from xarray_beam.beam.reading import DatasetToChunks
 from xarray_beam.beam.rechunk_zarr import RechunkZarr
-from xarray_beam.beam.zarr import ChunksToZarr, open_zarr
+from xarray_beam.beam.zarr import ChunksToZarr
 from xarray_beam.io import stores
+from xarray_beam.io.zarr_io import open_zarr
 from xarray_beam.model.units import format_bytes
 from xarray_beam.programs import launch, progress
 
