@@ -1,4 +1,5 @@
-"""What both ERA5 examples share: flags, the synthetic input, Beam flags."""
+"""The plumbing both ERA5 examples share: flags, the synthetic input, Beam
+options, and the climatology map. The pipelines are in the examples."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import argparse
 import os
 import time
 
+import apache_beam as beam
+import xarray
+
 from xarray_beam import synthetic
+from xarray_beam.programs import launch
 
 OUTPUT_DIR = "era5_output"
 
@@ -45,9 +50,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, list]:
-    """Our flags, and the rest for Beam (everything after '--' too)."""
+def parse(
+    parser: argparse.ArgumentParser, argv, default_output: str
+) -> tuple[argparse.Namespace, list]:
+    """Our flags, and the rest for Beam (everything after '--' too).
+
+    Fills in ``args.input`` (a synthetic store, written now, by default),
+    ``args.output`` (``default_output`` in --output-dir by default) and
+    ``args.mode`` (see ``output_mode``).
+    """
     args, beam_args = parser.parse_known_args(argv)
+    output_given = args.output is not None
+    args.input = input_store(args)
+    args.output = args.output or os.path.join(args.output_dir, default_output)
+    args.mode = output_mode(args, output_given)
     return args, [a for a in beam_args if a != "--"]
 
 
@@ -73,3 +89,78 @@ def output_mode(args: argparse.Namespace, output_given: bool) -> str | None:
     if args.resume:
         return args.mode
     return args.mode if args.mode or output_given else "w"
+
+
+def pipeline_options(
+    beam_args: list[str],
+) -> beam.options.pipeline_options.PipelineOptions:
+    """Beam options from the flags meant for Beam, saying which runner runs.
+
+    Without ``--runner``: Beam's Python DirectRunner in this process
+    (``xarray_beam.InProcessRunner``), which needs no network.
+    """
+    options, runner = launch.pipeline_options(beam_args)
+    print(launch.describe_runner(runner, beam_args))
+    return options
+
+
+def local_temp_store(
+    output: str, options: beam.options.pipeline_options.PipelineOptions
+) -> str | None:
+    """Where a climatology merges partial results, for runners in this
+    process (whose shuffles hold everything in memory); None elsewhere."""
+    if launch.runs_in_process(options) and "://" not in output:
+        return output.rstrip("/") + ".climatology-temp"
+    return None
+
+
+def run(pipeline: beam.Pipeline, what: str) -> beam.runners.runner.PipelineResult:
+    """Run a pipeline to the end, saying how long it took."""
+    start = time.perf_counter()
+    result = pipeline.run()
+    result.wait_until_finish()
+    print(f"{what} in {time.perf_counter() - start:.1f} s")
+    return result
+
+
+def save_map(store: str, path: str, variable: str = "2m_temperature") -> str | None:
+    """A PNG map of a climatology at January, 12 UTC; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no map (pip install matplotlib)")
+        return None
+    climatology = xarray.open_zarr(store)
+    if variable not in climatology:
+        print(f"no {variable} in the climatology: no map")
+        return None
+    field = climatology[variable]
+    selection = {
+        dim: value
+        for dim, value in (("month", 1), ("hour", 12), ("season", "DJF"))
+        if dim in field.dims and value in field[dim].values
+    }
+    field = field.sel(selection)
+    rest = [d for d in field.dims if d not in ("latitude", "longitude")]
+    field = field.isel({d: 0 for d in rest})
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    figure, axes = plt.subplots(figsize=(10, 5))
+    image = axes.pcolormesh(
+        field.longitude,
+        field.latitude,
+        field.transpose("latitude", "longitude"),
+        cmap="RdYlBu_r",
+        shading="auto",
+    )
+    figure.colorbar(image, ax=axes, label=field.attrs.get("units", ""))
+    when = ", ".join(f"{k} {v}" for k, v in selection.items())
+    axes.set_title(f"{variable} climatology ({when})")
+    axes.set_xlabel("longitude (degrees east)")
+    axes.set_ylabel("latitude (degrees north)")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    print(f"saved a map to {path}")
+    return path

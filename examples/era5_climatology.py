@@ -20,57 +20,57 @@ import argparse
 import os
 import sys
 
-import xarray
+import apache_beam as beam
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
-from xarray_beam.programs import jobs, launch  # noqa: E402
-
-
-def save_map(store: str, path: str, variable: str = "2m_temperature") -> str | None:
-    """A PNG map of the climatology at January, 12 UTC; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no map (pip install matplotlib)")
-        return None
-    climatology = xarray.open_zarr(store)
-    if variable not in climatology:
-        print(f"no {variable} in the climatology: no map")
-        return None
-    field = climatology[variable]
-    selection = {
-        dim: value
-        for dim, value in (("month", 1), ("hour", 12), ("season", "DJF"))
-        if dim in field.dims and value in field[dim].values
-    }
-    field = field.sel(selection)
-    rest = [d for d in field.dims if d not in ("latitude", "longitude")]
-    field = field.isel({d: 0 for d in rest})
-    figure, axes = plt.subplots(figsize=(10, 5))
-    image = axes.pcolormesh(
-        field.longitude,
-        field.latitude,
-        field.transpose("latitude", "longitude"),
-        cmap="RdYlBu_r",
-        shading="auto",
-    )
-    figure.colorbar(image, ax=axes, label=field.attrs.get("units", ""))
-    when = ", ".join(f"{k} {v}" for k, v in selection.items())
-    axes.set_title(f"{variable} climatology ({when})")
-    axes.set_xlabel("longitude (degrees east)")
-    axes.set_ylabel("latitude (degrees north)")
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    print(f"saved a map to {path}")
-    return path
+import xarray_beam as xbeam  # noqa: E402
+from xarray_beam.programs import launch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
+    args, beam_args = parse_args(argv)
+    options = _common.pipeline_options(beam_args)
+
+    source, stored_chunks = xbeam.open_zarr(args.input)
+    # Read about 64 MiB of one variable at a time: whole stored chunks.
+    read_chunks = xbeam.normalize_chunks(
+        {"time": "64MiB", ...: -1},
+        source,
+        split_vars=True,
+        previous_chunks=stored_chunks,
+    )
+    climatology = xbeam.Climatology(
+        args.by,
+        args.stat,
+        template=source,
+        temp_store=_common.local_temp_store(args.output, options),
+        num_threads=2,
+    )
+    pipeline = beam.Pipeline(options=options)
+    _ = (
+        pipeline
+        | "Read" >> xbeam.DatasetToChunks(source, read_chunks, split_vars=True)
+        | "Climatology" >> climatology
+        | "Write"
+        >> xbeam.ChunksToZarr(
+            args.output,
+            climatology.template(source),
+            climatology.zarr_chunks(read_chunks),
+            mode=args.mode,
+            resume=args.resume,
+        )
+    )
+    result = _common.run(pipeline, f"computed the climatology into {args.output}")
+
+    png = None
+    if "://" in args.output or os.path.exists(args.output):
+        png = _common.save_map(args.output, args.png)
+    return {"result": result, "output": args.output, "png": png, "input": args.input}
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -88,27 +88,11 @@ def main(argv: list[str] | None = None) -> dict:
         choices=("mean", "sum", "count", "min", "max", "var", "std"),
     )
     parser.add_argument("--png", help="where the map goes (default in --output-dir)")
-    args, beam_args = _common.parse(parser, argv)
-    source = _common.input_store(args)
-    output = args.output or os.path.join(args.output_dir, "climatology.zarr")
-    result = jobs.climatology_job(
-        source,
-        output,
-        args.by,
-        args.stat,
-        mode=None
-        if args.resume
-        else _common.output_mode(args, args.output is not None),
-        beam_args=beam_args,
-        resume=args.resume,
+    args, beam_args = _common.parse(parser, argv, "climatology.zarr")
+    args.png = args.png or os.path.join(
+        args.output_dir, "climatology_january_12utc.png"
     )
-    png = None
-    if "://" in output or os.path.exists(output):
-        default_png = os.path.join(args.output_dir, "climatology_january_12utc.png")
-        path = args.png or default_png
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        png = save_map(output, path)
-    return {"job": result, "output": output, "png": png, "input": source}
+    return args, beam_args
 
 
 if __name__ == "__main__":

@@ -19,13 +19,42 @@ import argparse
 import os
 import sys
 
+import apache_beam as beam
+
 sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
-from xarray_beam.programs import jobs, launch  # noqa: E402
+import xarray_beam as xbeam  # noqa: E402
+from xarray_beam.programs import launch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
+    args, beam_args = parse_args(argv)
+    options = _common.pipeline_options(beam_args)
+
+    rechunk = xbeam.RechunkZarr(
+        args.input,
+        args.output,
+        args.target_chunks,
+        args.max_mem,
+        args.temp_store,
+        mode=args.mode,
+        resume=args.resume,
+    )
+    print(rechunk.plan)  # passes, chunk shapes, bytes moved, memory per task
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | "RechunkZarr" >> rechunk
+    result = _common.run(pipeline, f"rechunked {args.input} into {args.output}")
+
+    return {
+        "result": result,
+        "plan": rechunk.plan,
+        "output": args.output,
+        "input": args.input,
+    }
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -44,22 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="memory a task may use, counting its copies (default 256MiB)",
     )
     parser.add_argument("--temp-store", help="where intermediate stores go")
-    parser.add_argument("--num-threads", type=int, default=None)
-    args, beam_args = _common.parse(parser, argv)
-    source = _common.input_store(args)
-    output = args.output or os.path.join(args.output_dir, "pencils.zarr")
-    result = jobs.rechunk_job(
-        source,
-        output,
-        args.target_chunks,
-        args.max_mem,
-        args.temp_store,
-        beam_args=beam_args,
-        mode=_common.output_mode(args, args.output is not None),
-        num_threads=args.num_threads,
-        resume=args.resume,
-    )
-    return {"job": result, "output": output, "input": source}
+    return _common.parse(parser, argv, "pencils.zarr")
 
 
 if __name__ == "__main__":

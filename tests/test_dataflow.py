@@ -202,7 +202,7 @@ def test_climatology_example_builds_a_dataflow_job_without_network(
         ],
     )
 
-    job = result["job"].result.job
+    job = result["result"].job
     names = _transform_names(job)
     for step in (
         "Read/LoadChunks",
@@ -243,10 +243,10 @@ def test_rechunk_example_builds_a_dataflow_job_with_a_step_per_planned_pass(
         ],
     )
 
-    plan = result["job"].plan
+    plan = result["plan"]
     assert str(plan) in capsys.readouterr().out
     assert [len(p.stages) for p in plan.plans] == [2]
-    job = result["job"].result.job
+    job = result["result"].job
     names = _transform_names(job)
     assert any("RechunkZarr/Setup" in name for name in names), sorted(names)
     copies = {

@@ -159,7 +159,7 @@ def test_unknown_example_flags_go_to_beam(capsys, monkeypatch, tmp_path, tiny_in
     )
     stdout = capsys.readouterr().out
     assert "runner: Beam's Python DirectRunner, in this process (the default" in stdout
-    assert result["job"].result.state == "DONE"
+    assert result["result"].state == "DONE"
     xarray.testing.assert_identical(
         xarray.open_zarr(output).compute(), xarray.open_zarr(tiny_input).compute()
     )

@@ -39,9 +39,9 @@ from xarray_beam.beam import rechunk as rechunk_lib
 from xarray_beam.beam import zarr as zarr_lib
 from xarray_beam.beam.climatology import Climatology
 from xarray_beam.beam.rechunk_zarr import RechunkZarr
-from xarray_beam.io import stores, zarr_io
+from xarray_beam.io import compat, stores, zarr_io
 from xarray_beam.model import chunks as chunks_lib
-from xarray_beam.model import reductions
+from xarray_beam.model import planning, reductions, routes
 from xarray_beam.model.units import format_bytes
 
 ChunksSpec = Mapping[Any, int | str] | int | str
@@ -80,16 +80,21 @@ class _Source:
     storage_options: Mapping[str, Any] | None = None
     num_threads: int | None = None
     units: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # What store-to-store rechunking needs, while no selection was made.
+    variables: Mapping[str, planning.VariableShape] | None = None
+
+    def layout(self) -> routes.SourceLayout:
+        return routes.SourceLayout(
+            self.units, self.variables if self.store is not None else None
+        )
 
 
 @dataclasses.dataclass(frozen=True)
-class _StoreRechunk:
-    """A rechunk of a whole Zarr store that ``to_zarr`` can do store to store."""
+class _RechunkStep:
+    """The rechunk that made a Dataset: from which Dataset, asked how."""
 
     origin: Dataset
-    chunks: Mapping[str, int]
-    min_mem: int | None
-    max_mem: int
+    request: routes.RechunkRequest
     temp_store: Any
 
 
@@ -140,18 +145,18 @@ class Dataset:
             ((ptransform.label, ptransform),),
         )
 
-    def _init(self, template, chunks, split_vars, steps, source=None, pending=None):
+    def _init(self, template, chunks, split_vars, steps, source=None, rechunked=None):
         self._template = template
         self._chunks = dict(chunks)
         self._split_vars = split_vars
         self._steps = steps
         self._source = source
-        self._pending = pending
+        self._rechunked: _RechunkStep | None = rechunked
 
     @classmethod
-    def _make(cls, template, chunks, split_vars, steps, source=None, pending=None):
+    def _make(cls, template, chunks, split_vars, steps, source=None, rechunked=None):
         dataset = cls.__new__(cls)
-        dataset._init(template, chunks, split_vars, steps, source, pending)
+        dataset._init(template, chunks, split_vars, steps, source, rechunked)
         return dataset
 
     # --- constructors ------------------------------------------------------------
@@ -226,6 +231,7 @@ class Dataset:
             storage_options=storage_options,
             num_threads=num_threads,
             units=stored,
+            variables=zarr_io.variable_shapes(store, storage_options),
         )
         chunks = chunks_lib.normalize_chunks(
             stored if chunks is None else chunks, source, split_vars, stored
@@ -494,7 +500,8 @@ class Dataset:
     ) -> Dataset:
         """The same data in new chunks.
 
-        The cheapest way is chosen when the pipeline is built:
+        The cheapest way is chosen when the pipeline is built, by
+        ``xarray_beam.model.routes.choose_route`` (see ``rechunk_route``):
 
         * straight from ``from_xarray``/``from_zarr``, when every new chunk
           is made of whole stored chunks (or whole dimensions), the source is
@@ -521,31 +528,54 @@ class Dataset:
         new = chunks_lib.normalize_chunks(
             chunks, self._template, self._split_vars, self._chunks
         )
-        if self._pending is not None:  # plan one rechunk from the store
-            return self._pending.origin.rechunk(
+        if self._rechunked is not None:  # one rechunk from where it started
+            return self._rechunked.origin.rechunk(
                 new, min_mem=min_mem, max_mem=max_mem, temp_store=temp_store
             )
-        if new == self._chunks:
-            return self
         origin = self._source
-        if origin is not None and self._can_reread(new):
-            return Dataset._from_source(origin, new, self._split_vars)
-        plan = rechunk_lib.Rechunk(
-            self.sizes, self._chunks, new, max(self.itemsize, 1), min_mem, max_mem
+        request = routes.RechunkRequest(
+            self.sizes,
+            self.itemsize,
+            self._chunks,
+            new,
+            None if origin is None else origin.layout(),
+            min_mem,
+            max_mem,
         )
-        result = self._then("Rechunk", plan, chunks=new)
-        if origin is not None and origin.store is not None:
-            result._pending = _StoreRechunk(self, new, min_mem, max_mem, temp_store)
+        route = routes.choose_route(request)
+        if route.route == "same":
+            return self
+        if route.route == "reread":
+            result = Dataset._from_source(origin, new, self._split_vars)
+        else:
+            transform = rechunk_lib.Rechunk(
+                self.sizes, self._chunks, new, max(self.itemsize, 1), min_mem, max_mem
+            )
+            result = self._then("Rechunk", transform, chunks=new)
+        result._rechunked = _RechunkStep(self, request, temp_store)
         return result
 
-    def _can_reread(self, new: Mapping[str, int]) -> bool:
-        units = self._source.units
-        for dim, size in self.sizes.items():
-            chunk = new[dim]
-            unit = units.get(dim, 1)
-            if chunk != self._chunks[dim] and chunk < size and chunk % unit:
-                return False
-        return True
+    def rechunk_route(self, to_zarr: bool = False) -> routes.RechunkRoute | None:
+        """How the rechunk that made this Dataset runs, with its plan (None
+        if it was not made by ``rechunk``).
+
+        Args:
+          to_zarr: the route when this Dataset is written with ``to_zarr``
+            (with no ``zarr_chunks`` of its own), which for a whole Zarr
+            store goes store to store.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((8, 6)))})
+          >>> ds = Dataset.from_xarray(source, {'time': 2})
+          >>> ds.rechunk({'time': -1, 'x': 3}).rechunk_route().route
+          'reread'
+          >>> ds.mean('x').rechunk({'time': 4}).rechunk_route().route
+          'shuffle'
+        """
+        if self._rechunked is None:
+            return None
+        return routes.choose_route(self._rechunked.request, writes_zarr=to_zarr)
 
     def split_variables(self) -> Dataset:
         """One chunk per data variable (``split_vars=True``).
@@ -913,21 +943,26 @@ class Dataset:
         """
         store = stores.normalize_store(store)
         label = f"ToZarr({_store_name(store)})"
-        pending = self._pending
-        if pending is not None and zarr_chunks is None and not zarr_chunks_per_shard:
+        step = self._rechunked
+        route = (
+            self.rechunk_route(to_zarr=True)
+            if zarr_chunks is None and not zarr_chunks_per_shard
+            else None
+        )
+        if step is not None and route is not None and route.route == "storage":
+            source = step.origin._source
             write = RechunkZarr(
-                pending.origin._source.store,
+                source.store,
                 store,
-                pending.chunks,
-                pending.max_mem,
-                pending.temp_store,
-                min_mem=pending.min_mem,
+                step.request.new_chunks,
+                step.request.max_mem,
+                step.temp_store,
+                min_mem=step.request.min_mem,
                 target_shards=zarr_shards,
                 zarr_format=zarr_format,
                 encoding=encoding,
                 mode=mode,
-                storage_options=storage_options
-                or pending.origin._source.storage_options,
+                storage_options=storage_options or source.storage_options,
                 num_threads=num_threads,
                 resume=resume,
             )
@@ -1118,7 +1153,7 @@ def _stored_units(dataset: xarray.Dataset) -> dict[str, int]:
         blocks = None
         if isinstance(var.data, dask.array.Array):
             blocks = [b[0] if b else 1 for b in var.data.chunks]
-        elif not getattr(var.variable, "_in_memory", True):
+        elif not compat.in_memory(var.variable):
             blocks = var.encoding.get("shards") or var.encoding.get("chunks")
         for dim, block in zip(var.dims, blocks or (), strict=False):
             units[dim] = max(units.get(dim, 1), int(block))

@@ -20,13 +20,6 @@ from xarray_beam.model.key import Key
 Chunk = tuple[Key, xarray.Dataset]
 
 
-def chunk_dims(template: xarray.Dataset, split_vars: bool, name: str | None) -> tuple:
-    """The dimensions a key has offsets for: all, or one variable's."""
-    if split_vars and name is not None:
-        return tuple(template[name].dims)
-    return tuple(template.dims)
-
-
 def expected_size(dim: str, offset: int, chunks: Mapping[str, int], size: int) -> int:
     """Length along ``dim`` of the chunk that starts at ``offset``."""
     return min(chunks[dim], size - offset)

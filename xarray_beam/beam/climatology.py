@@ -17,7 +17,7 @@ one day in non-leap years.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -406,6 +406,21 @@ class Climatology(beam.PTransform):
             stat=self.reducer.stat,
             dtype=self.reducer.dtype,
         )
+
+    def zarr_chunks(self, read_chunks: Mapping[str, int]) -> dict[str, int]:
+        """Zarr chunks for the output, which hold one output element each:
+        one label along each keyed group dimension (the dense one whole) and
+        the read chunks along the other dimensions.
+
+        Example:
+          >>> Climatology(('month', 'hour')).zarr_chunks({'time': 240, 'x': 10})
+          {'month': 1, 'hour': -1, 'x': 10}
+        """
+        chunks = {name: 1 for name in self.grouping.keyed}
+        if self.grouping.dense:
+            chunks[self.grouping.names[-1]] = -1
+        chunks.update({d: s for d, s in read_chunks.items() if d != self.dim})
+        return chunks
 
     def expand(self, pcoll):
         return (

@@ -204,22 +204,6 @@ def _pass_done(outputs, token, label: str):
     )
 
 
-def _variable_shapes(
-    source: xarray.Dataset, arrays: zarr.Group, names: list[str]
-) -> dict[str, planning.VariableShape]:
-    shapes = {}
-    for name in names:
-        array = arrays[name]
-        var = source.variables[name]
-        shapes[name] = planning.VariableShape(
-            tuple(var.dims),
-            tuple(array.shape),
-            array.dtype.itemsize,
-            tuple(array.chunks),
-        )
-    return shapes
-
-
 def plan_store_rechunk(
     source: StoreLike,
     target_chunks: Mapping[str, int],
@@ -239,14 +223,11 @@ def plan_store_rechunk(
     Example:
       ``print(plan_store_rechunk('era5.zarr', {'time': -1}, 2**30))``
     """
-    source = stores.normalize_store(source)
-    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
-    dataset = xarray.open_zarr(source, chunks=None, **kwargs)
-    arrays = stores.open_group(source, "r", storage_options)
-    chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", list(dataset.dims))
-    names = [n for n, v in dataset.data_vars.items() if v.ndim]
+    shapes = zarr_io.variable_shapes(source, storage_options)
+    dims = list(dict.fromkeys(d for shape in shapes.values() for d in shape.dims))
+    chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", dims)
     return planning.plan_dataset_rechunk(
-        _variable_shapes(dataset, arrays, names),
+        shapes,
         target_chunks,
         max_mem,
         min_mem,

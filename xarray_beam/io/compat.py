@@ -105,6 +105,17 @@ def _region(key: tuple, shape: tuple[int, ...]) -> tuple[slice, ...] | None:
     return tuple(region)
 
 
+def in_memory(variable: xarray.Variable) -> bool:
+    """Whether a variable's values are in memory already (not lazily
+    indexed backend data, not Dask), as xarray itself tracks it.
+
+    Example:
+      >>> in_memory(xarray.Variable('x', np.arange(3)))
+      True
+    """
+    return bool(getattr(variable, "_in_memory", True))
+
+
 def encode_zarr_variable(variable: xarray.Variable, name: str) -> xarray.Variable:
     """A variable CF-encoded as ``xarray.Dataset.to_zarr`` would store it
     (times as numbers in its units, packed integers, fill values).

@@ -18,7 +18,7 @@ import fsspec
 import xarray
 import zarr
 
-from xarray_beam.io import stores
+from xarray_beam.io import _direct, stores
 from xarray_beam.io.stores import StoreLike
 
 _SHOWN = 5
@@ -116,14 +116,7 @@ def block_shape(array: zarr.Array) -> tuple[int, ...]:
 
 def _chunk_key_parser(array: zarr.Array):
     """A function from an object key (relative to the array) to a chunk index."""
-    metadata = array.metadata
-    if metadata.zarr_format == 3:
-        encoding = metadata.chunk_key_encoding
-        separator = encoding.separator
-        prefix = "c" + separator if encoding.name == "default" else ""
-    else:
-        separator = metadata.dimension_separator or "."
-        prefix = ""
+    prefix, separator = _direct.chunk_key_encoding(array)
     ndim = len(array.shape)
 
     def parse(key: str) -> tuple[int, ...] | None:

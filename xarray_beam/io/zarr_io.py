@@ -23,7 +23,7 @@ import xarray
 
 from xarray_beam.io import chunk_writer, stores
 from xarray_beam.io.stores import StoreLike
-from xarray_beam.model import templates
+from xarray_beam.model import planning, templates
 from xarray_beam.model import zarr_layout as layout_lib
 from xarray_beam.model.key import Key
 
@@ -72,6 +72,33 @@ def open_zarr(store: StoreLike, **kwargs: Any) -> tuple[xarray.Dataset, dict[str
     for dim, size in dataset.sizes.items():
         chunks.setdefault(dim, size)
     return dataset, {dim: chunks[dim] for dim in dataset.dims}
+
+
+def variable_shapes(
+    store: StoreLike, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, planning.VariableShape]:
+    """What the rechunk planner needs about each data variable of a store
+    (dims, shape, stored itemsize, stored chunks); reads only metadata.
+
+    Example:
+      ``plan_dataset_rechunk(variable_shapes('era5.zarr'), {'time': -1})``
+    """
+    store = stores.normalize_store(store)
+    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    dataset = xarray.open_zarr(store, chunks=None, **kwargs)
+    arrays = stores.open_group(store, "r", storage_options)
+    shapes = {}
+    for name, var in dataset.data_vars.items():
+        if not var.ndim:
+            continue
+        array = arrays[name]
+        shapes[name] = planning.VariableShape(
+            tuple(var.dims),
+            tuple(array.shape),
+            array.dtype.itemsize,
+            tuple(array.chunks),
+        )
+    return shapes
 
 
 @dataclasses.dataclass(frozen=True)

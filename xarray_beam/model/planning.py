@@ -279,11 +279,6 @@ def _intersections(a: np.ndarray, b: np.ndarray) -> int:
     return len(np.union1d(a, b)) - 1
 
 
-def _covers(region: int, unit: int, n: int) -> bool:
-    """Whether regions of this size are unions of whole units."""
-    return region >= n or region % unit == 0
-
-
 def _shared_unit(a: int, b: int, n: int) -> int:
     """The largest block that tiles regions of size ``a`` and of size ``b``."""
     if a >= n and b >= n:

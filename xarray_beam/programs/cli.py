@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from xarray_beam.io import stores, zarr_io
+from xarray_beam.model import routes
 from xarray_beam.model.units import format_bytes
 from xarray_beam.programs import launch
 
@@ -71,7 +72,12 @@ def _plan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         target_shards=args.target_shards,
         storage_options=launch.parse_storage_options(args.storage_option),
     )
-    print(plan)
+    reason = (
+        "store to store through temporary stores, as `xarray-beam rechunk` runs it"
+        if args.method == "storage"
+        else "through Beam shuffles (Rechunk), for comparison"
+    )
+    print(routes.RechunkRoute(args.method, args.target_chunks, reason, plan))
     return 0
 
 

@@ -77,14 +77,7 @@ def _run(
 
 
 def _say_runner(out: Printer, runner: str, beam_args: Sequence[str]) -> None:
-    chosen = any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
-    if chosen:
-        out(f"runner: {runner}")
-    else:
-        out(
-            "runner: Beam's Python DirectRunner, in this process (the default "
-            "here; pass -- --runner ... for another)"
-        )
+    out(launch.describe_runner(runner, beam_args))
 
 
 def rechunk_job(
@@ -240,10 +233,7 @@ def climatology_job(
     )
     template = climatology.template(dataset)
     grouping = climatology.grouping
-    zarr_chunks = {name: 1 for name in grouping.keyed}
-    if grouping.dense:
-        zarr_chunks[grouping.names[-1]] = -1
-    zarr_chunks.update({d: s for d, s in read_chunks.items() if d != "time"})
+    zarr_chunks = climatology.zarr_chunks(read_chunks)
     # One variable per element: half the memory, and faster (measured).
     to_chunks = DatasetToChunks(
         dataset, read_chunks, split_vars=True, num_threads=num_threads

@@ -32,6 +32,22 @@ def pipeline_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, str]:
     return options, options.view_as(StandardOptions).runner
 
 
+def describe_runner(runner: str, beam_args: Sequence[str]) -> str:
+    """A line saying which runner runs a pipeline, and whether by default.
+
+    Example:
+      >>> describe_runner('DataflowRunner', ['--runner=DataflowRunner'])
+      'runner: DataflowRunner'
+    """
+    chosen = any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
+    if chosen:
+        return f"runner: {runner}"
+    return (
+        "runner: Beam's Python DirectRunner, in this process (the default "
+        "here; pass -- --runner ... for another)"
+    )
+
+
 def parse_bytes(text: str) -> int:
     """A number of bytes from text such as '256MB', '1GiB' or '5e8'.
 

@@ -13,6 +13,7 @@ from xarray_beam.io._direct.buffers import POOL, Scratch
 from xarray_beam.io._direct.chunk_files import ChunkFiles
 from xarray_beam.io._direct.codec import (
     ChunkCodec,
+    chunk_key_encoding,
     for_array,
     metadata_document,
     note_fallback,
@@ -23,6 +24,7 @@ __all__ = [
     "ChunkCodec",
     "ChunkFiles",
     "Scratch",
+    "chunk_key_encoding",
     "for_array",
     "metadata_document",
     "note_fallback",

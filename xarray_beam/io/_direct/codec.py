@@ -139,6 +139,24 @@ def metadata_document(array: zarr.Array) -> dict[str, Any]:
     return json.loads(documents[name].to_bytes())
 
 
+def chunk_key_encoding(array: zarr.Array) -> tuple[str, str]:
+    """The prefix and separator of an array's chunk keys, from its metadata
+    document (``('c/', '/')`` for Zarr v3's default).
+
+    Raises:
+      zarr_spec.UnsupportedLayout: for a key encoding the spec reader does
+        not know.
+
+    Example:
+      >>> import tempfile
+      >>> array = zarr.create_array(tempfile.mkdtemp(), shape=(4,), chunks=(2,),
+      ...                           dtype='i2')
+      >>> chunk_key_encoding(array)
+      ('c/', '/')
+    """
+    return zarr_spec.key_encoding(metadata_document(array))
+
+
 def note_fallback(array: Any, error: BaseException) -> None:
     """Log, once per array and reason, that zarr-python handles an array's
     chunks instead of the direct path.

@@ -169,6 +169,24 @@ def read_layout(metadata: Mapping[str, Any]) -> StoredLayout:
     raise UnsupportedLayout(f"zarr_format {fmt!r}")
 
 
+def key_encoding(metadata: Mapping[str, Any]) -> tuple[str, str]:
+    """The prefix and separator of an array's chunk keys, whatever its codecs.
+
+    Raises:
+      UnsupportedLayout: for a key encoding this module does not know.
+
+    Example:
+      >>> key_encoding({'zarr_format': 2, 'dimension_separator': '/'})
+      ('', '/')
+    """
+    if metadata.get("zarr_format") == 2:
+        separator = metadata.get("dimension_separator", ".")
+        if separator not in (".", "/"):
+            raise UnsupportedLayout(f"dimension_separator {separator!r}")
+        return "", separator
+    return _v3_key_encoding(metadata.get("chunk_key_encoding"))
+
+
 # Zarr v2
 
 
@@ -182,9 +200,7 @@ def _read_v2(metadata: Mapping[str, Any]) -> StoredLayout:
         raise UnsupportedLayout(f"order {metadata.get('order')!r}")
     if metadata.get("filters"):
         raise UnsupportedLayout("filters")
-    separator = metadata.get("dimension_separator", ".")
-    if separator not in (".", "/"):
-        raise UnsupportedLayout(f"dimension_separator {separator!r}")
+    _, separator = key_encoding(metadata)
     return StoredLayout(
         zarr_format=2,
         shape=shape,
