@@ -41,6 +41,7 @@ setuptools.setup(
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "ruff>=0.6",
+            "mypy>=1.10",
             "gcsfs>=2024.12.0",
             "s3fs>=2024.12.0",
             "moto[server]>=5.0",
