@@ -411,6 +411,93 @@ def rechunk_plan(output: str, max_mems: Sequence[int] = (4, 8, 16, 32)) -> str:
     return save(figure, output, "rechunk_plan.png")
 
 
+# --- the architecture -------------------------------------------------------------
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAYERS = (
+    ("programs/", "what users run", ("programs",)),
+    (
+        "the high-level API",
+        "Dataset",
+        ("dataset.py", "dataset_steps.py", "synthetic.py"),
+    ),
+    ("beam/", "Beam transforms", ("beam",)),
+    ("io/", "storage, no Beam", ("io", "io/_direct")),
+    ("model/", "no Beam, no I/O", ("model",)),
+)
+SEAMS = {"chunk_writer", "routes"}
+
+
+def _modules(parts: Sequence[str]) -> list[str]:
+    """The modules of the package's folders (or the files) named by ``parts``."""
+    names = []
+    root = os.path.join(PACKAGE, "xarray_beam")
+    for part in parts:
+        path = os.path.join(root, part)
+        if part.endswith(".py"):
+            names.append(part[:-3])
+            continue
+        prefix = "_direct/" if part.endswith("_direct") else ""
+        names += [
+            prefix + name[:-3]
+            for name in sorted(os.listdir(path))
+            if name.endswith(".py") and name != "__init__.py"
+        ]
+    return names
+
+
+def architecture(output: str) -> str:
+    """The package's layers, each importing only the ones below it."""
+    gap, per_row, line = 0.45, 5, 0.24
+    layers = [(t, r, _modules(p)) for t, r, p in LAYERS]
+    heights = [max(1.0, 0.5 + line * -(-len(m) // per_row)) for _, _, m in layers]
+    top = sum(heights) + gap * len(layers)
+    figure, axes = plt.subplots(figsize=(11, 1.1 * top))
+    y = top
+    for number, ((title, role, modules), height) in enumerate(
+        zip(layers, heights, strict=True)
+    ):
+        if number:
+            axes.annotate(
+                "",
+                xy=(5, y - gap),
+                xytext=(5, y),
+                arrowprops={"arrowstyle": "->", "color": "black"},
+            )
+        y -= height + gap
+        axes.add_patch(
+            Rectangle((0, y), 10, height, facecolor=PLAIN, edgecolor="black")
+        )
+        axes.text(0.15, y + height - 0.2, title, fontsize=12, weight="bold", va="top")
+        axes.text(0.15, y + 0.15, role, fontsize=9, style="italic")
+        for i, name in enumerate(modules):
+            row, column = divmod(i, per_row)
+            seam = name.split("/")[-1] in SEAMS
+            axes.text(
+                2.4 + column * 1.5,
+                y + height - 0.22 - row * line,
+                name,
+                fontsize=8.5,
+                va="top",
+                color=HIGHLIGHT if seam else "black",
+                weight="bold" if seam else "normal",
+            )
+    axes.text(
+        0,
+        y - 0.15,
+        "Each layer imports only the layers below it (arrows: imports). "
+        "In orange: io/chunk_writer, where every chunk is "
+        "written,\nand model/routes, where a rechunk's route is chosen.",
+        fontsize=9,
+        va="top",
+    )
+    axes.set_xlim(-0.1, 10.1)
+    axes.set_ylim(y - 0.8, top)
+    axes.set_axis_off()
+    axes.set_title("xarray_beam: sub-packages by layer", fontsize=13)
+    return save(figure, output, "architecture.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -421,6 +508,7 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.output, exist_ok=True)
     written = [
+        architecture(args.output),
         pancakes_and_pencils(args.output),
         keys_and_offsets(args.output),
     ]

@@ -27,7 +27,7 @@ import hashlib
 import os
 import textwrap
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
 import dask.array
@@ -145,16 +145,32 @@ class Dataset:
             ((ptransform.label, ptransform),),
         )
 
-    def _init(self, template, chunks, split_vars, steps, source=None, rechunked=None):
+    def _init(
+        self,
+        template: xarray.Dataset,
+        chunks: Mapping[str, int],
+        split_vars: bool,
+        steps: tuple[tuple[str, beam.PTransform], ...],
+        source: _Source | None = None,
+        rechunked: _RechunkStep | None = None,
+    ) -> None:
         self._template = template
         self._chunks = dict(chunks)
         self._split_vars = split_vars
         self._steps = steps
         self._source = source
-        self._rechunked: _RechunkStep | None = rechunked
+        self._rechunked = rechunked
 
     @classmethod
-    def _make(cls, template, chunks, split_vars, steps, source=None, rechunked=None):
+    def _make(
+        cls,
+        template: xarray.Dataset,
+        chunks: Mapping[str, int],
+        split_vars: bool,
+        steps: tuple[tuple[str, beam.PTransform], ...],
+        source: _Source | None = None,
+        rechunked: _RechunkStep | None = None,
+    ) -> Dataset:
         dataset = cls.__new__(cls)
         dataset._init(template, chunks, split_vars, steps, source, rechunked)
         return dataset
@@ -461,7 +477,7 @@ class Dataset:
             named = set(chunks) if isinstance(chunks, Mapping) else {...}
             given = {d: c for d, c in full.items() if d in named or ... in named}
         new_chunks = {}
-        for dim, size in template.sizes.items():
+        for dim, size in steps_lib.sizes_of(template).items():
             if dim in given:
                 new_chunks[dim] = given[dim]
             elif dim not in self._template.dims:
@@ -477,7 +493,7 @@ class Dataset:
                     f"into chunks of {self._chunks[dim]}; rechunk to "
                     f"{{{dim!r}: -1}} first, or pass chunks="
                 )
-        for dim in self._template.dims:
+        for dim in steps_lib.dims_of(self._template):
             if dim not in template.dims and self._chunks[dim] < self.sizes[dim]:
                 raise ValueError(
                     f"map_blocks({name}) drops dimension {dim!r}, which is split "
@@ -534,7 +550,7 @@ class Dataset:
             )
         origin = self._source
         request = routes.RechunkRequest(
-            self.sizes,
+            steps_lib.sizes_of(self._template),
             self.itemsize,
             self._chunks,
             new,
@@ -545,11 +561,16 @@ class Dataset:
         route = routes.choose_route(request)
         if route.route == "same":
             return self
-        if route.route == "reread":
-            result = Dataset._from_source(origin, new, self._split_vars)
+        if route.route == "reread":  # chosen only for a source
+            result = Dataset._from_source(cast(_Source, origin), new, self._split_vars)
         else:
             transform = rechunk_lib.Rechunk(
-                self.sizes, self._chunks, new, max(self.itemsize, 1), min_mem, max_mem
+                steps_lib.sizes_of(self._template),
+                self._chunks,
+                new,
+                max(self.itemsize, 1),
+                min_mem,
+                max_mem,
             )
             result = self._then("Rechunk", transform, chunks=new)
         result._rechunked = _RechunkStep(self, request, temp_store)
@@ -610,7 +631,7 @@ class Dataset:
             return self
         if self._source is not None:
             return Dataset._from_source(self._source, self._chunks, False)
-        names = list(self._template.data_vars)
+        names = list(steps_lib.data_vars_of(self._template))
         consolidate = _Chain(
             (
                 (
@@ -640,7 +661,7 @@ class Dataset:
         storage_options: dict | None = None,
     ) -> Dataset:
         dims = reductions.normalize_dims(dim)
-        dims = tuple(self._template.dims) if dims is None else dims
+        dims = steps_lib.dims_of(self._template) if dims is None else dims
         transform = _REDUCTIONS[stat](
             dims,
             skipna,
@@ -655,7 +676,7 @@ class Dataset:
             template=self._template,
         )
         template = steps_lib.reduced_template(self._template, dims, transform.reducer)
-        chunks = {d: self._chunks[d] for d in template.dims}
+        chunks = {d: self._chunks[d] for d in steps_lib.dims_of(template)}
         label = f"{stat.capitalize()}({','.join(map(str, dims))})"
         transform = self._keeping_only(template, transform, "Reduce", label)
         return self._then(label, transform, template=template, chunks=chunks)
@@ -669,7 +690,9 @@ class Dataset:
             self._template.data_vars
         ):
             return transform
-        keep = beam.Filter(steps_lib.KeepVariables(list(template.data_vars)))
+        keep = beam.Filter(
+            steps_lib.KeepVariables(list(steps_lib.data_vars_of(template)))
+        )
         return _Chain((("KeepNumeric", keep), (name, transform)), label)
 
     def mean(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
@@ -756,8 +779,8 @@ class Dataset:
         transform = Climatology(by, stat, template=self._template, **kwargs)
         template = transform.template(self._template)
         grouping = transform.grouping
-        chunks = {}
-        for d, size in template.sizes.items():
+        chunks: dict[str, int] = {}
+        for d, size in steps_lib.sizes_of(template).items():
             if d in grouping.names:
                 chunks[d] = 1 if d in grouping.keyed else max(size, 1)
             else:
@@ -846,20 +869,21 @@ class Dataset:
         if self._source is not None:
             return self._edit_source_vars(selected)
         template = self._template[selected]
-        chunks = {d: self._chunks[d] for d in template.dims}
-        select = steps_lib.SelectVariables(selected, template.dims, self._split_vars)
+        dims = steps_lib.dims_of(template)
+        chunks = {d: self._chunks[d] for d in dims}
+        select = steps_lib.SelectVariables(selected, dims, self._split_vars)
         label = f"Select({','.join(selected)})"
         return self._then(label, beam.FlatMap(select), template=template, chunks=chunks)
 
     def _edit_source_vars(self, selected: list[str]) -> Dataset:
-        origin = self._source
+        origin = cast(_Source, self._source)  # only called with a source
         edited = dataclasses.replace(
             origin,
             dataset=origin.dataset[selected],
             label=f"{origin.label}[{','.join(selected)}]",
             store=None,
         )
-        chunks = {d: self._chunks[d] for d in edited.dataset.dims}
+        chunks = {d: self._chunks[d] for d in steps_lib.dims_of(edited.dataset)}
         return Dataset._from_source(edited, chunks, self._split_vars)
 
     def transpose(self, *dims: Hashable) -> Dataset:
@@ -873,7 +897,7 @@ class Dataset:
           ('x', 'time')
         """
         template = self._template.transpose(*dims)
-        chunks = {d: self._chunks[d] for d in template.dims}
+        chunks = {d: self._chunks[d] for d in steps_lib.dims_of(template)}
         return self._then(
             "Transpose",
             beam.Map(steps_lib.Transpose(dims)),
@@ -950,7 +974,7 @@ class Dataset:
             else None
         )
         if step is not None and route is not None and route.route == "storage":
-            source = step.origin._source
+            source = cast(_Source, step.origin._source)  # a store, for this route
             write = RechunkZarr(
                 source.store,
                 store,
@@ -1133,13 +1157,14 @@ def _describe_args(indexers: Any, kwargs: Mapping[str, Any]) -> str:
 
 def _dask_chunks(dataset: xarray.Dataset) -> dict[str, int]:
     """The first Dask chunk of each dimension (whole dimensions without Dask)."""
-    chunks = {}
+    chunks: dict[str, int] = {}
     for var in dataset.variables.values():
         if isinstance(var.data, dask.array.Array):
-            for dim, blocks in zip(var.dims, var.data.chunks, strict=True):
+            dims = steps_lib.dims_of(var)
+            for dim, blocks in zip(dims, var.data.chunks, strict=True):
                 if blocks:
                     chunks[dim] = max(chunks.get(dim, 0), blocks[0])
-    return {dim: chunks.get(dim, -1) for dim in dataset.dims}
+    return {dim: chunks.get(dim, -1) for dim in steps_lib.dims_of(dataset)}
 
 
 def _stored_units(dataset: xarray.Dataset) -> dict[str, int]:
@@ -1155,6 +1180,6 @@ def _stored_units(dataset: xarray.Dataset) -> dict[str, int]:
             blocks = [b[0] if b else 1 for b in var.data.chunks]
         elif not compat.in_memory(var.variable):
             blocks = var.encoding.get("shards") or var.encoding.get("chunks")
-        for dim, block in zip(var.dims, blocks or (), strict=False):
+        for dim, block in zip(steps_lib.dims_of(var), blocks or (), strict=False):
             units[dim] = max(units.get(dim, 1), int(block))
-    return {dim: units.get(dim, 1) for dim in dataset.dims}
+    return {dim: units.get(dim, 1) for dim in steps_lib.dims_of(dataset)}

@@ -7,8 +7,8 @@ element, so it can be tested on plain chunks without running Beam.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn, cast
 
 import xarray
 
@@ -18,6 +18,26 @@ from xarray_beam.model.chunks import ChunkGrid
 from xarray_beam.model.key import Key
 
 Chunk = tuple[Key, xarray.Dataset]
+
+
+def dims_of(
+    obj: xarray.Dataset | xarray.DataArray | xarray.Variable,
+) -> tuple[str, ...]:
+    """``obj.dims`` as a tuple, typed as this package names dimensions (str).
+
+    xarray types dimension names as ``Hashable``; keys only allow strings.
+    """
+    return cast("tuple[str, ...]", tuple(obj.dims))
+
+
+def sizes_of(dataset: xarray.Dataset) -> dict[str, int]:
+    """``dataset.sizes`` as a dict keyed by (str) dimension name."""
+    return cast("dict[str, int]", dict(dataset.sizes))
+
+
+def data_vars_of(dataset: xarray.Dataset) -> Mapping[str, xarray.DataArray]:
+    """``dataset.data_vars``, typed with (str) variable names."""
+    return cast("Mapping[str, xarray.DataArray]", dataset.data_vars)
 
 
 def expected_size(dim: str, offset: int, chunks: Mapping[str, int], size: int) -> int:
@@ -36,11 +56,11 @@ def chunk_count(
     template: xarray.Dataset, chunks: Mapping[str, int], split_vars: bool
 ) -> int:
     """How many ``(Key, Dataset)`` elements a dataset is made of."""
-    sizes = template.sizes
+    sizes = cast("Mapping[str, int]", template.sizes)
     if not split_vars:
-        return grid(chunks, sizes, list(template.dims)).count
+        return grid(chunks, sizes, list(dims_of(template))).count
     return sum(
-        grid(chunks, sizes, var.dims).count for var in template.data_vars.values()
+        grid(chunks, sizes, dims_of(var)).count for var in template.data_vars.values()
     )
 
 
@@ -49,7 +69,7 @@ def bytes_per_chunk(
 ) -> int:
     """Bytes of the largest chunk: summed over variables, or the largest one."""
     per_var = [
-        var.dtype.itemsize * math.prod(chunks[d] for d in var.dims)
+        var.dtype.itemsize * math.prod(chunks[d] for d in dims_of(var))
         for var in template.data_vars.values()
     ]
     if not per_var:
@@ -67,13 +87,14 @@ class ChunkChecker:
     def __init__(
         self, template: xarray.Dataset, chunks: Mapping[str, int], split_vars: bool
     ):
-        self.sizes = dict(template.sizes)
+        self.sizes = sizes_of(template)
         self.chunks = dict(chunks)
         self.split_vars = split_vars
         self.variables = {
-            name: (var.dims, var.dtype) for name, var in template.data_vars.items()
+            name: (dims_of(var), var.dtype)
+            for name, var in data_vars_of(template).items()
         }
-        self.all_dims = tuple(template.dims)
+        self.all_dims = dims_of(template)
 
     def __call__(self, element: Any) -> Chunk:
         if not isinstance(element, tuple) or len(element) != 2:
@@ -87,7 +108,7 @@ class ChunkChecker:
                 f"expected (Key, xarray.Dataset) pairs, got "
                 f"({type(key).__name__}, {type(chunk).__name__}) for key {key!r:.200}"
             )
-        names = set(chunk.data_vars)
+        names = set(data_vars_of(chunk))
         if self.split_vars:
             if key.vars is None or len(key.vars) != 1:
                 self._fail(
@@ -144,7 +165,7 @@ class ChunkChecker:
             got = chunk.sizes.get(dim)
             if got != want:
                 self._fail(key, f"has {got} elements along {dim!r}, expected {want}")
-        for name, var in chunk.data_vars.items():
+        for name, var in data_vars_of(chunk).items():
             want_dims, want_dtype = self.variables[name]
             if var.dims != want_dims:
                 self._fail(
@@ -160,7 +181,7 @@ class ChunkChecker:
                 )
         return key, chunk
 
-    def _fail(self, key: Key, problem: str):
+    def _fail(self, key: Key, problem: str) -> NoReturn:
         raise ValueError(
             f"chunk {key} {problem} (expected chunks {self.chunks} of a dataset "
             f"with sizes {self.sizes}, split_vars={self.split_vars})"
@@ -179,8 +200,8 @@ class MapBlocks:
     ):
         self.func = func
         self.name = getattr(func, "__name__", type(func).__name__)
-        self.sizes = dict(template.sizes)
-        self.dims = tuple(template.dims)
+        self.sizes = sizes_of(template)
+        self.dims = dims_of(template)
         self.chunks = dict(chunks)
         self.split_vars = split_vars
 
@@ -193,9 +214,9 @@ class MapBlocks:
                 f"{type(result).__name__} for chunk {key}; it must return an "
                 f"xarray.Dataset"
             )
-        dims = tuple(result.dims) if self.split_vars else self.dims
+        dims = dims_of(result) if self.split_vars else self.dims
         offsets = {dim: key.offsets.get(dim, 0) for dim in dims}
-        for dim in result.dims:
+        for dim in dims_of(result):
             if dim not in self.sizes:
                 raise ValueError(
                     f"map_blocks function {self.name!r} returned dimension {dim!r} "
@@ -208,7 +229,7 @@ class MapBlocks:
                     f"elements along {dim!r} for chunk {key}, but the template "
                     f"and chunks {self.chunks} call for {want}"
                 )
-        vars_ = set(result.data_vars) if self.split_vars else None
+        vars_ = set(data_vars_of(result)) if self.split_vars else None
         return Key(offsets, vars_), result
 
 
@@ -222,7 +243,7 @@ def split_unique(element: Chunk) -> Iterator[Chunk]:
       [Key(offsets={'x': 2}, vars={'a'})]
     """
     key, chunk = element
-    for name, var in chunk.data_vars.items():
+    for name, var in data_vars_of(chunk).items():
         if any(offset for dim, offset in key.offsets.items() if dim not in var.dims):
             continue
         offsets = {d: o for d, o in key.offsets.items() if d in var.dims}
@@ -237,8 +258,8 @@ class FanOut:
     """
 
     def __init__(self, template: xarray.Dataset, chunks: Mapping[str, int]):
-        self.sizes = dict(template.sizes)
-        self.dims = tuple(template.dims)
+        self.sizes = sizes_of(template)
+        self.dims = dims_of(template)
         self.chunks = dict(chunks)
 
     def __call__(self, element: Chunk) -> Iterator[Chunk]:
@@ -300,7 +321,7 @@ class KeepVariables:
 class Transpose:
     """Transposes each chunk (dimensions a chunk lacks are skipped)."""
 
-    def __init__(self, dims: Sequence[str]):
+    def __init__(self, dims: Sequence[Hashable]):
         self.dims = list(dims)
 
     def __call__(self, element: Chunk) -> Chunk:
@@ -338,7 +359,8 @@ def reduced_template(
             shape = tuple(var.sizes[d] for d in kept)
             dtype = reducer._result_dtype(var.dtype)
         elif numeric:
-            kept, shape, dtype = var.dims, var.shape, reducer.constant_dtype(var)
+            kept, shape = var.dims, var.shape
+            dtype = reducer.constant_dtype(var.variable)
         else:
             kept, shape, dtype = var.dims, var.shape, var.dtype
         data_vars[name] = xarray.Variable(

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import dask.array
 import numpy as np
@@ -314,19 +314,24 @@ def write_era5_like(
     """
     chunks = {"time": 24, **(chunks or {})}
     dataset = era5_like(chunks={"time": chunks["time"]}, **kwargs)
-    store = stores.normalize_store(store)
-    stores.check_mode(store, stores.check_mode_name(mode))
+    target = cast(str, stores.normalize_store(store))  # a path stays a path
+    mode_name = stores.check_mode_name(mode)  # ``mode`` itself, once checked
+    stores.check_mode(target, mode_name)
+    sizes = cast("Mapping[str, int]", dataset.sizes)
+    names = cast("list[str]", list(dataset.data_vars))
     zarr_chunks = tuple(
         min(chunks.get(dim, -1) if chunks.get(dim, -1) != -1 else size, size)
-        for dim, size in dataset.sizes.items()
+        for dim, size in sizes.items()
     )
-    encoding = {name: {"chunks": zarr_chunks} for name in dataset.data_vars}
+    encoding: dict[str, dict[str, Any]] = {
+        name: {"chunks": zarr_chunks} for name in names
+    }
     encoding["time"] = {"units": "hours since 1900-01-01", "dtype": np.dtype("int64")}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata")
         dataset.to_zarr(
-            store,
-            mode=mode,
+            target,
+            mode=mode_name,
             compute=False,
             zarr_format=zarr_format,
             encoding=encoding,
@@ -345,8 +350,8 @@ def write_era5_like(
                         name, times[t0:t1], latitude, longitude, kwargs.get("seed", 0)
                     ),
                 )
-                for name in dataset.data_vars
+                for name in names
             }
         )
-        block.to_zarr(store, region={"time": slice(t0, t1)}, zarr_format=zarr_format)
-    return xarray.open_zarr(store)
+        block.to_zarr(target, region={"time": slice(t0, t1)}, zarr_format=zarr_format)
+    return xarray.open_zarr(target)

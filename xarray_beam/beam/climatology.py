@@ -17,8 +17,8 @@ one day in non-leap years.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, cast
 
 import apache_beam as beam
 import numpy as np
@@ -377,7 +377,7 @@ class Climatology(beam.PTransform):
             raise ValueError(f"a group dimension may not be named {dim!r}")
         self.weights = reductions.check_weights(weights, [dim])
         self.reducer = Reducer(
-            stat,
+            cast(reductions.Stat, stat),  # checked by Reducer
             skipna=skipna,
             min_count=min_count,
             ddof=ddof,
@@ -460,9 +460,11 @@ def climatology_template(
     """
     grouping = by if isinstance(by, Grouping) else make_grouping(by, labels)
     check_input(source, dim)
-    reducer = Reducer(stat, dtype=dtype)
-    group_sizes = dict(zip(grouping.names, grouping.shape, strict=True))
-    data_vars = {}
+    reducer = Reducer(cast(reductions.Stat, stat), dtype=dtype)  # checked by Reducer
+    group_sizes: dict[Hashable, int] = dict(
+        zip(grouping.names, grouping.shape, strict=True)
+    )
+    data_vars: dict[Hashable, xarray.Variable] = {}
     for name, var in source.data_vars.items():
         if dim in var.dims and not reductions.reducible(var.dtype):
             continue

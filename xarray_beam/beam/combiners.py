@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
 import xarray
@@ -60,7 +60,7 @@ class ReduceCombineFn(beam.CombineFn):
             raise TypeError(
                 f"expected an xarray.Dataset to reduce, got {type(element).__name__}"
             )
-        dims = list(element.dims) if self.dim is None else self.dim
+        dims = _dims_of(element) if self.dim is None else self.dim
         missing = [d for d in dims if d not in element.dims]
         if missing:
             raise ValueError(
@@ -108,7 +108,12 @@ class MeanCombineFn(ReduceCombineFn):
 class _ReduceChunk:
     """Reduces one ``(key, chunk)`` to ``(key without dims, partial)``."""
 
-    def __init__(self, reducer: Reducer, dims, weights):
+    def __init__(
+        self,
+        reducer: Reducer,
+        dims: tuple[str, ...] | None,
+        weights: xarray.DataArray | None,
+    ):
         self.reducer = reducer
         self.dims = dims
         self.weights = weights
@@ -120,7 +125,7 @@ class _ReduceChunk:
                 f"expected (Key, xarray.Dataset) pairs, got "
                 f"({type(key).__name__}, {type(chunk).__name__})"
             )
-        dims = list(chunk.dims) if self.dims is None else self.dims
+        dims = _dims_of(chunk) if self.dims is None else self.dims
         missing = [d for d in dims if d not in chunk.dims]
         if missing and key.vars is None:
             # One-variable chunks (split_vars) may lack reduced dimensions:
@@ -138,7 +143,14 @@ class _ReduceChunk:
         return key.with_offsets(**{d: None for d in dims}), partial
 
 
-def _without_copies(key: Key, chunk: xarray.Dataset, dims) -> xarray.Dataset:
+def _dims_of(dataset: xarray.Dataset) -> list[str]:
+    """The dimensions of ``dataset``, named by str as in keys."""
+    return cast("list[str]", list(dataset.dims))
+
+
+def _without_copies(
+    key: Key, chunk: xarray.Dataset, dims: Sequence[str]
+) -> xarray.Dataset:
     """``chunk`` without the copies it holds of variables lacking reduced dims.
 
     A chunk holds every variable, so one lacking dimension ``d`` is repeated
@@ -158,7 +170,7 @@ def _without_copies(key: Key, chunk: xarray.Dataset, dims) -> xarray.Dataset:
 class Reduction(beam.PTransform):
     """Reduce ``(Key, Dataset)`` chunks over ``dim``; the base of Mean & co."""
 
-    stat: str = "mean"
+    stat: reductions.Stat = "mean"
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ decoding (see ``xarray_beam.io.fast_load``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import apache_beam as beam
 import xarray
@@ -18,6 +18,8 @@ from xarray_beam.beam import metrics, threadmap
 from xarray_beam.io import fast_load, threads
 from xarray_beam.model import chunks as chunks_lib
 from xarray_beam.model.key import DatasetOrDatasets, Key, validate_chunk
+
+_V = TypeVar("_V")
 
 
 class ValidateEachChunk(beam.PTransform):
@@ -35,12 +37,18 @@ class ValidateEachChunk(beam.PTransform):
         return pcoll | "Validate" >> beam.Map(self._validate)
 
 
+def _by_name(mapping: Mapping[Hashable, _V]) -> Mapping[str, _V]:
+    """``mapping``, keyed by xarray names (``Hashable``), typed with the str
+    names the package gives dimensions and variables (as in keys)."""
+    return cast("Mapping[str, _V]", mapping)
+
+
 def _dataset_chunks(dataset: xarray.Dataset) -> dict[str, tuple[int, ...]]:
     """The Dask chunks of a dataset, refusing datasets that have none."""
     if dataset.chunks:
-        return dict(dataset.chunks)
+        return dict(_by_name(dataset.chunks))
     if not any(var.ndim for var in dataset.data_vars.values()):
-        return {dim: (size,) for dim, size in dataset.sizes.items()}
+        return {dim: (size,) for dim, size in _by_name(dataset.sizes).items()}
     raise ValueError(
         "chunks=None means 'use the Dask chunks of the dataset', but the dataset "
         "is not Dask-backed. Pass chunks explicitly, e.g. chunks={'time': 24} or "
@@ -118,12 +126,16 @@ class DatasetToChunks(beam.PTransform):
         self.num_threads = num_threads
         self.shard_keys_threshold = shard_keys_threshold
         self.chunks = chunks_lib.normalize_chunks_for_sizes(
-            _dataset_chunks(first) if chunks is None else chunks, first.sizes
+            _dataset_chunks(first) if chunks is None else chunks,
+            _by_name(first.sizes),
         )
+        grids: dict[str | None, chunks_lib.ChunkGrid]
         if split_vars:
             grids = {
-                name: chunks_lib.ChunkGrid({d: self.chunks[d] for d in var.dims})
-                for name, var in first.data_vars.items()
+                name: chunks_lib.ChunkGrid(
+                    {d: self.chunks[d] for d in cast("tuple[str, ...]", var.dims)}
+                )
+                for name, var in _by_name(first.data_vars).items()
             }
         else:
             grids = {None: chunks_lib.ChunkGrid(self.chunks)}

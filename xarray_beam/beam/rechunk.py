@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from typing import Any, cast
 
 import apache_beam as beam
 import xarray
@@ -78,7 +78,8 @@ def split_variables(key: Key, dataset: xarray.Dataset) -> Iterator[Chunk]:
     """
     for name, var in dataset.data_vars.items():
         offsets = {d: o for d, o in key.offsets.items() if d in var.dims}
-        yield Key(offsets, {name}), dataset[[name]]
+        # Keys name variables by str, as the package does throughout.
+        yield Key(offsets, {cast(str, name)}), dataset[[name]]
 
 
 def _full_offsets(key: Key, dims: Iterable[str]) -> dict[str, int]:
@@ -208,22 +209,23 @@ def consolidate_variables(
                 )
             offsets[dim] = offset
             offsets_from[dim] = key
-    vars_ = None
-    if all(key.vars is not None for key, _ in inputs):
-        vars_ = frozenset().union(*(key.vars for key, _ in inputs))
+    vars_: frozenset[str] | None = None
+    all_vars = [key.vars for key, _ in inputs]
+    if all(v is not None for v in all_vars):
+        vars_ = frozenset().union(*cast("list[frozenset[str]]", all_vars))
     new_key = Key(offsets, vars_)
     datasets = [dataset for _, dataset in inputs]
     if merge_kwargs is not None:
         return new_key, xarray.merge(datasets, **merge_kwargs)
 
-    data_vars: dict[str, xarray.Variable] = {}
-    coords: dict[str, xarray.Variable] = {}
-    owner: dict[str, Key] = {}
+    data_vars: dict[Hashable, xarray.Variable] = {}
+    coords: dict[Hashable, xarray.Variable] = {}
+    owner: dict[Hashable, Key] = {}
     for key, dataset in inputs:
         for name, var in dataset.variables.items():
             is_coord = name in dataset.coords
             if name in owner:
-                seen = data_vars.get(name, coords.get(name))
+                seen = data_vars[name] if name in data_vars else coords[name]
                 if (name in data_vars) != (not is_coord) or not seen.equals(var):
                     what = "coordinate" if is_coord else "data variable"
                     raise ValueError(

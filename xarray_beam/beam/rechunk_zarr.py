@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import apache_beam as beam
 import numpy as np
@@ -49,7 +49,7 @@ class _Location:
 
     def _array(self, name: str, mode: Literal["r", "r+"]) -> zarr.Array:
         path = f"{self.group}/{name}" if self.group else name
-        kwargs = (
+        kwargs: dict[str, Any] = (
             {"storage_options": dict(self.storage_options)}
             if self.storage_options
             else {}
@@ -128,7 +128,7 @@ class _RegionCopier:
             return self._arrays[name]
 
     def __call__(self, key: Key, token: str) -> Iterator[int]:
-        (name,) = key.vars
+        (name,) = cast(frozenset[str], key.vars)  # keys of one variable
         source, target = self._open(name, token)
         shape = source.array.shape
         region = tuple(
@@ -165,10 +165,17 @@ class _Setup:
             self.options.store, "r", self.options.storage_options
         )
         for name in self.variables:
-            _check_same_stored_dtype(name, source[name].dtype, written[name].dtype)
+            _check_same_stored_dtype(
+                name, _array_of(source, name).dtype, _array_of(written, name).dtype
+            )
         if self.temp is not None and self.temp_arrays:
             temp_stores.create_zarr(self.temp, self.temp_arrays, self.resume)
         return target.token
+
+
+def _array_of(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (a data variable: an array, not a group)."""
+    return cast(zarr.Array, group[name])
 
 
 def _check_same_stored_dtype(name: str, source: np.dtype, target: np.dtype) -> None:
@@ -320,7 +327,9 @@ class RechunkZarr(beam.PTransform):
             storage_options=storage_options,
             cost_model=cost_model,
         )
-        kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+        kwargs: dict[str, Any] = (
+            {"storage_options": dict(storage_options)} if storage_options else {}
+        )
         dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
         arrays = stores.open_group(self.source, "r", storage_options)
         layout_lib.check_names(dataset)
@@ -365,14 +374,17 @@ class RechunkZarr(beam.PTransform):
         for name in names:
             _check_same_stored_dtype(
                 name,
-                arrays[name].dtype,
+                _array_of(arrays, name).dtype,
                 _planned_stored_dtype(
                     name, dataset[name].variable, layout_encoding[name]
                 ),
             )
         self._template = templates.make_template(dataset, lazy_vars=set(names))
         self._names = names
-        self._arrays_meta = {n: (arrays[n].dtype, arrays[n].fill_value) for n in names}
+        self._arrays_meta = {
+            n: (_array_of(arrays, n).dtype, _array_of(arrays, n).fill_value)
+            for n in names
+        }
         self.num_threads = num_threads
         self.keep_temp = keep_temp
 

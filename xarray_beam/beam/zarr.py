@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
 import xarray
@@ -203,7 +203,8 @@ class ChunksToZarr(beam.PTransform):
         self.template = template
         self.num_threads = num_threads
         if append_dim is not None:
-            layout_lib.check_names(template)
+            # A Dataset: append_dim without one raised a TypeError above.
+            layout_lib.check_names(cast(xarray.Dataset, template))
         elif isinstance(template, xarray.Dataset) and self.options.mode != "r+":
             layout_lib.plan_target(
                 template, zarr_chunks, zarr_shards, zarr_format, encoding
@@ -300,7 +301,7 @@ class DatasetToZarr(beam.PTransform):
             kwargs.get("zarr_format"),
             kwargs.get("encoding"),
         )
-        read_chunks = {}
+        read_chunks: dict[str, int] = {}
         for layout in target.variables.values():
             for dim, unit in zip(layout.dims, layout.write_unit, strict=True):
                 if read_chunks.setdefault(dim, unit) != unit:

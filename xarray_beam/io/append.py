@@ -50,7 +50,9 @@ class AppendPlan:
 
 
 def _open(store: Any, storage_options: Mapping[str, Any] | None) -> xarray.Dataset:
-    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    kwargs: dict[str, Any] = (
+        {"storage_options": dict(storage_options)} if storage_options else {}
+    )
     return xarray.open_zarr(store, chunks=None, consolidated=False, **kwargs)
 
 

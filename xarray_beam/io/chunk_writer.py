@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray
@@ -223,7 +223,7 @@ class ChunkWriter:
                     group = stores.open_group(self._store, "r+", self._storage_options)
                 self._writers = {
                     name: ArrayWriter(
-                        group[name],
+                        cast(zarr.Array, group[name]),
                         self._store,
                         self._storage_options,
                         resume=self._resume,

@@ -11,11 +11,14 @@ versions, if a release changes what it relies on; and callers treat a
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import xarray
 import zarr
+
+if TYPE_CHECKING:
+    from zarr.core.array_spec import ArrayConfigParams
 
 T = TypeVar("T")
 
@@ -53,7 +56,7 @@ def writing_every_chunk(array: zarr.Array) -> zarr.Array:
       >>> sorted(os.listdir(os.path.join(path, 'c')))
       ['0', '1']
     """
-    config = {"write_empty_chunks": True}
+    config: ArrayConfigParams = {"write_empty_chunks": True}
     if hasattr(array, "with_config"):
         return array.with_config(config)
     return zarr.Array(zarr.AsyncArray(array.metadata, array.store_path, config))

@@ -21,7 +21,7 @@ import itertools
 import mmap
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -113,14 +113,15 @@ class _Objects:
         self._store = array.store
         self._prefix = f"{array.path}/" if array.path else ""
         self._key = codec.key
-        local = type(self._store) is zarr.storage.LocalStore
-        self.root = str(self._store.root) if local else None
+        store = self._store
+        self.root = str(store.root) if type(store) is zarr.storage.LocalStore else None
 
     def key(self, index: tuple[int, ...]) -> str:
         return self._prefix + self._key(index)
 
     def path(self, index: tuple[int, ...]) -> str:
-        return os.path.join(self.root, *self.key(index).split("/"))
+        # Only called for a local store, which has a root.
+        return os.path.join(cast(str, self.root), *self.key(index).split("/"))
 
     def read(self, index: tuple[int, ...], use: Callable[[Any], None]) -> bool:
         """Call ``use`` on the object's bytes (valid only during the call);
@@ -201,12 +202,14 @@ class RegionIO:
         self.concurrency = max(1, concurrency)
         codec = _direct.for_array(array) if direct else None
         self._codec = codec
-        self._objects = _Objects(array, codec) if codec is not None else None
-        self._files = None
+        objects = _Objects(array, codec) if codec is not None else None
+        self._objects = objects
+        self._files: _direct.ChunkFiles | None = None
         if (
             codec is not None
+            and objects is not None  # always, given a codec
             and codec.compressor is None
-            and self._objects.root is not None
+            and objects.root is not None
         ):
             self.concurrency = max(self.concurrency, _VECTORED_CONCURRENCY)
             self._files = _direct.ChunkFiles(
@@ -258,7 +261,9 @@ class RegionIO:
             self._write_through_zarr(region, data)
             return
         origin = [s.start for s in region]
-        codec, objects = self._codec, self._objects
+        # Both set, as the array goes the direct path.
+        codec = cast(_direct.ChunkCodec, self._codec)
+        objects = cast(_Objects, self._objects)
         scratch = self._scratch()
 
         def write_chunk(item: tuple[tuple[int, ...], Region]) -> None:
@@ -298,7 +303,9 @@ class RegionIO:
 
             self._map(read_part, list(self._chunks(region)))
             return
-        codec, objects = self._codec, self._objects
+        # Both set, as the array goes the direct path.
+        codec = cast(_direct.ChunkCodec, self._codec)
+        objects = cast(_Objects, self._objects)
         scratch = self._scratch()
 
         def read_chunk(item: tuple[tuple[int, ...], Region]) -> None:

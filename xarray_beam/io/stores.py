@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import fsspec
 import zarr
@@ -59,7 +59,9 @@ def open_group(
     storage_options: Mapping[str, Any] | None = None,
 ) -> zarr.Group:
     """Open the root group of a store."""
-    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    kwargs: dict[str, Any] = (
+        {"storage_options": dict(storage_options)} if storage_options else {}
+    )
     return zarr.open_group(store, mode=mode, **kwargs)
 
 
@@ -95,8 +97,8 @@ def array_dims(array: zarr.Array) -> list[str]:
       ``array_dims(zarr.open_group('era5.zarr')['2m_temperature'])``
     """
     if array.metadata.zarr_format == 3 and array.metadata.dimension_names:
-        return list(array.metadata.dimension_names)
-    return list(array.attrs.get("_ARRAY_DIMENSIONS", []))
+        return list(cast("tuple[str, ...]", array.metadata.dimension_names))
+    return list(cast("list[str]", array.attrs.get("_ARRAY_DIMENSIONS", [])))
 
 
 def check_mode(
@@ -149,4 +151,4 @@ def check_mode_name(mode: str | None, needs_setup: bool = True) -> Mode:
             f"mode must be 'w-' (the default: create, refuse an existing store), "
             f"'w' (overwrite) or 'r+' (write into an existing store), got {mode!r}"
         )
-    return mode
+    return cast(Mode, mode)

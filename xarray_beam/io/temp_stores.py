@@ -18,7 +18,7 @@ import pickle
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import fsspec
 import numpy as np
@@ -158,7 +158,7 @@ def create_zarr(
     if resume and _has_arrays(temp, arrays):
         return
     options = temp.storage_options
-    kwargs = {"storage_options": dict(options)} if options else {}
+    kwargs: dict[str, Any] = {"storage_options": dict(options)} if options else {}
     root = zarr.open_group(temp.location, mode="w", zarr_format=3, **kwargs)
     root.attrs[MARKER] = True
     for spec in arrays:
@@ -175,7 +175,7 @@ def _has_arrays(temp: TempLocation, arrays: Sequence[TempArray]) -> bool:
     root = stores.open_group(temp.location, "r", temp.storage_options)
     try:
         for spec in arrays:
-            array = root[f"{spec.group}/{spec.name}"]
+            array = cast(zarr.Array, root[f"{spec.group}/{spec.name}"])
             if (array.shape, array.chunks, array.dtype) != (
                 spec.shape,
                 spec.chunks,

@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import fsspec
 import xarray
@@ -241,7 +241,7 @@ def _compare_with_template(
         if name not in arrays:
             problems.append(f"variable {name!r} of the template is not in the store")
             continue
-        array = arrays[name]
+        array = arrays[cast(str, name)]  # a key of arrays, so a str
         dims = tuple(stores.array_dims(array))
         if dims != tuple(var.dims) or tuple(array.shape) != var.shape:
             stored = dict(zip(dims, array.shape, strict=False))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import uuid
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import dask.array
 import numpy as np
@@ -26,6 +26,9 @@ from xarray_beam.io.stores import StoreLike
 from xarray_beam.model import planning, templates
 from xarray_beam.model import zarr_layout as layout_lib
 from xarray_beam.model.key import Key
+
+if TYPE_CHECKING:
+    import zarr
 
 
 def open_zarr(store: StoreLike, **kwargs: Any) -> tuple[xarray.Dataset, dict[str, int]]:
@@ -84,14 +87,16 @@ def variable_shapes(
       ``plan_dataset_rechunk(variable_shapes('era5.zarr'), {'time': -1})``
     """
     store = stores.normalize_store(store)
-    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    kwargs: dict[str, Any] = (
+        {"storage_options": dict(storage_options)} if storage_options else {}
+    )
     dataset = xarray.open_zarr(store, chunks=None, **kwargs)
     arrays = stores.open_group(store, "r", storage_options)
     shapes = {}
     for name, var in dataset.data_vars.items():
         if not var.ndim:
             continue
-        array = arrays[name]
+        array = cast("zarr.Array", arrays[name])
         shapes[name] = planning.VariableShape(
             tuple(var.dims),
             tuple(array.shape),
@@ -129,17 +134,17 @@ class WriteOptions:
 
 def _setup_dataset(
     template: xarray.Dataset, target: layout_lib.ZarrTarget, encoding: Mapping
-) -> tuple[xarray.Dataset, dict[str, dict[str, Any]]]:
+) -> tuple[xarray.Dataset, dict[Hashable, dict[str, Any]]]:
     """The dataset and encoding to hand to ``to_zarr(compute=False)``."""
     variables = {}
-    all_encoding = {}
+    all_encoding: dict[Hashable, dict[str, Any]] = {}
     for name, var in template.variables.items():
         enc = {
             k: v for k, v in var.encoding.items() if k in layout_lib.CF_ENCODING_KEYS
         }
         enc.update(encoding.get(name, {}))
         if name in target.variables:
-            layout = target.variables[name]
+            layout = target.variables[cast(str, name)]  # a key there: a str
             data = dask.array.zeros(var.shape, dtype=var.dtype, chunks=-1)
             enc["chunks"] = layout.chunks
             if layout.shards is not None:
@@ -169,7 +174,7 @@ def target_from_store(
       ``target = target_from_store(template, WriteOptions('out.zarr'), token)``
     """
     name_of_store = stores.describe(options.store)
-    kwargs = (
+    kwargs: dict[str, Any] = (
         {"storage_options": dict(options.storage_options)}
         if options.storage_options
         else {}
@@ -201,7 +206,7 @@ def target_from_store(
         }
         shards = tuple(enc["shards"]) if enc.get("shards") else None
         layouts[name] = layout_lib.VariableLayout(
-            want.dims,
+            cast("tuple[str, ...]", want.dims),
             want.shape,
             want.dtype,
             tuple(enc["chunks"]),
@@ -221,7 +226,11 @@ def target_from_store(
         options.store, "r", options.storage_options
     ).metadata.zarr_format
     return layout_lib.ZarrTarget(
-        layouts, frozenset(template.variables), indexes, zarr_format, token
+        layouts,
+        cast("frozenset[str]", frozenset(template.variables)),
+        indexes,
+        zarr_format,
+        token,
     )
 
 
@@ -262,11 +271,13 @@ def setup(template: xarray.Dataset, options: WriteOptions) -> layout_lib.ZarrTar
 
 
 def _check_chunks_match(target: layout_lib.ZarrTarget, options: WriteOptions):
+    # Called only when options.zarr_chunks is given.
+    zarr_chunks = cast("Mapping[str, int]", options.zarr_chunks)
     for name, layout in target.variables.items():
         for dim, size, chunk in zip(
             layout.dims, layout.shape, layout.chunks, strict=True
         ):
-            wanted = options.zarr_chunks.get(dim)
+            wanted = zarr_chunks.get(dim)
             if wanted is not None and layout_lib.clamp_chunk(wanted, size) != chunk:
                 raise ValueError(
                     f"zarr_chunks asks for chunks of {wanted} along {dim!r}, but "

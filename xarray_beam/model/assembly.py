@@ -44,7 +44,7 @@ def axis_sizes(grid, dims, axis_offsets) -> dict[str, list[int]]:
     for axis, dim in enumerate(dims):
         dim_sizes = []
         for i, start in enumerate(axis_offsets[dim]):
-            seen = {}
+            seen: dict[int, Key] = {}
             for pos, (key, dataset) in grid.items():
                 if pos[axis] == i:
                     seen.setdefault(dataset.sizes[dim], key)

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,7 @@ def normalize_dim_chunks(dim: str, spec: object, size: int) -> tuple[int, ...]:
     if isinstance(spec, tuple | list):
         sizes = tuple(spec)
         if not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and int(s) > 0
             for s in sizes
         ):
             raise ValueError(
@@ -107,7 +107,7 @@ def normalize_chunks_for_sizes(
 def check_chunk_sizes(
     spec: Mapping[str, int],
     what: str = "target_chunks",
-    dims: Sequence[str] | None = None,
+    dims: Sequence[Hashable] | None = None,
 ) -> dict[str, int]:
     """Validate regular chunk sizes: a positive int or -1 for each dimension.
 
@@ -137,7 +137,7 @@ def check_chunk_sizes(
                 f"{what} names dimension(s) {unknown} not in the dimensions "
                 f"{list(dims)}"
             )
-    result = {}
+    result: dict[str, int] = {}
     for dim, size in spec.items():
         if isinstance(size, bool) or not isinstance(size, numbers.Integral):
             raise ValueError(

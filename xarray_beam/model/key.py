@@ -9,9 +9,9 @@ holds. Beam encodes keys with ``xarray_beam.beam.coders.KeyCoder``.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import xarray
 
@@ -125,7 +125,7 @@ def _checked_offsets(offsets: Mapping[str, int] | None) -> dict[str, int]:
             f"Key offsets must be a mapping from dimension name to int, got "
             f"{type(offsets).__name__}: {offsets!r}"
         )
-    result = {}
+    result: dict[str, int] = {}
     for dim, offset in offsets.items():
         if not isinstance(dim, str):
             raise TypeError(f"Key offset dimension names must be str, got {dim!r}")
@@ -236,8 +236,10 @@ def validate_chunk(key: Key, datasets: DatasetOrDatasets) -> None:
                 f"chunk {describe_dataset(dataset)}"
             )
         if key.vars is not None and key.vars != set(dataset.data_vars):
+            # Sorted as they are named in keys: by str.
+            names = cast("Iterable[str]", dataset.data_vars)
             raise ValueError(
                 f"{key} names variables {sorted(key.vars)} but its chunk has data "
-                f"variables {sorted(dataset.data_vars)}: "
+                f"variables {sorted(names)}: "
                 f"{describe_dataset(dataset)}"
             )

@@ -180,7 +180,7 @@ class RechunkPlan:
         return format_plan(self)
 
 
-def _shape(values: Sequence[int]) -> str:
+def _shape(values: Sequence[object]) -> str:
     return "(" + ", ".join(str(v) for v in values) + ")"
 
 

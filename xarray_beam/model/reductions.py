@@ -13,10 +13,11 @@ everywhere, which keeps partials of NaN-free data small.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 import xarray
 
 Stat = Literal["mean", "sum", "count", "min", "max", "var", "std"]
@@ -52,7 +53,7 @@ class VariablePartial:
       attrs: the variable's attributes.
     """
 
-    dims: tuple[str, ...]
+    dims: tuple[Hashable, ...]
     shape: tuple[int, ...]
     fields: dict[str, np.ndarray]
     dtype: np.dtype
@@ -74,9 +75,9 @@ class Partial:
         variable of the result.
     """
 
-    variables: dict[str, VariablePartial]
-    constants: dict[str, xarray.Variable]
-    coords: dict[str, xarray.Variable]
+    variables: dict[Hashable, VariablePartial]
+    constants: dict[Hashable, xarray.Variable]
+    coords: dict[Hashable, xarray.Variable]
     attrs: dict[str, Any]
     groups: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -278,10 +279,11 @@ class Reducer:
         if bin_coord is not None:
             coords[bin_coord.dims[0]] = bin_coord
         for start, stop in zip(starts, stops, strict=True):
-            positions = order[start:stop]
+            rows = order[start:stop]
+            positions: np.ndarray | slice = rows
             variables = {}
-            if positions[-1] - positions[0] == len(positions) - 1:
-                positions = slice(positions[0], positions[-1] + 1)  # a view
+            if rows[-1] - rows[0] == len(rows) - 1:
+                positions = slice(rows[0], rows[-1] + 1)  # a view
             for name, (var, values, all_weights) in arrays.items():
                 x = values[positions]
                 w = None if all_weights is None else all_weights[positions]
@@ -290,9 +292,10 @@ class Reducer:
                 if bins is None:
                     fields = self._fields(x, (0,), w)
                 else:
-                    fields = self._binned_fields(x, bins[positions], bin_coord.size, w)
+                    coord = cast(xarray.Variable, bin_coord)  # given with bins
+                    fields = self._binned_fields(x, bins[positions], coord.size, w)
                     rest = (*extra, *rest)
-                    sizes = (bin_coord.size, *sizes)
+                    sizes = (coord.size, *sizes)
                 variables[name] = VariablePartial(
                     rest, sizes, fields, var.dtype, dict(var.attrs)
                 )
@@ -402,9 +405,13 @@ class Reducer:
 
     # --- merging -----------------------------------------------------------------
 
-    def merge(self, partials: Iterable[Partial]) -> Partial:
-        """Merge partial results of disjoint pieces of the same region."""
-        result = None
+    def merge(self, partials: Iterable[Partial | None]) -> Partial:
+        """Merge partial results of disjoint pieces of the same region.
+
+        None stands for no partial result and is skipped (if every one is
+        None, so is the result).
+        """
+        result: Partial | None = None
         for partial in partials:
             if partial is None:
                 continue
@@ -441,11 +448,13 @@ class Reducer:
                     mine.dtype,
                     mine.attrs,
                 )
-            for name, var in partial.constants.items():
-                result.constants.setdefault(name, var)
+            for name, constant in partial.constants.items():
+                result.constants.setdefault(name, constant)
             for name, coord in partial.coords.items():
                 result.coords.setdefault(name, coord)
-        return result
+        # None only if there was no partial at all (e.g. only empty
+        # accumulators); callers that may pass none handle None.
+        return cast(Partial, result)
 
     def _merge_fields(
         self, a: dict[str, np.ndarray], b: dict[str, np.ndarray]
@@ -469,11 +478,11 @@ class Reducer:
 
     def finalize(self, partial: Partial) -> xarray.Dataset:
         """Finish a (merged) partial result into a Dataset."""
-        data_vars = {}
+        data_vars: dict[Hashable, xarray.Variable] = {}
         for name, var in partial.variables.items():
             data_vars[name] = xarray.Variable(var.dims, self._finish(var), var.attrs)
-        for name, var in partial.constants.items():
-            data_vars[name] = self._reduce_over_nothing(var)
+        for name, constant in partial.constants.items():
+            data_vars[name] = self._reduce_over_nothing(constant)
         result = xarray.Dataset(data_vars, coords=partial.coords, attrs=partial.attrs)
         if partial.groups:
             result = result.expand_dims({k: [v] for k, v in partial.groups.items()})
@@ -525,7 +534,7 @@ class Reducer:
         dtype = self._result_dtype(var.dtype)
         if empty is not None and np.any(empty):
             if np.dtype(dtype).kind not in "fc":
-                dtype = np.float64
+                dtype = np.dtype(np.float64)
             result = np.where(empty, np.nan, result)
         return np.asarray(result).astype(dtype, copy=False)
 
@@ -586,22 +595,22 @@ def normalize_dims(dim: str | Sequence[str] | None) -> tuple[str, ...] | None:
     return dims
 
 
-def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _divide(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
     """a / b, with 0 where b is 0 (those results are masked later)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(b != 0, np.true_divide(a, np.where(b != 0, b, 1)), 0.0)
 
 
-def _compact(n: np.ndarray) -> np.ndarray:
+def _compact(n: npt.ArrayLike) -> np.ndarray:
     """A count (or weight) array with every axis it is constant along shrunk
     to length 1 (it broadcasts back), so counts of NaN-free data stay tiny."""
-    n = np.asarray(n)
-    for axis in range(n.ndim):
-        if n.shape[axis] > 1:
-            first = np.take(n, [0], axis=axis)
-            if (n == first).all():
-                n = first
-    return n
+    counts = np.asarray(n)
+    for axis in range(counts.ndim):
+        if counts.shape[axis] > 1:
+            first = np.take(counts, [0], axis=axis)
+            if (counts == first).all():
+                counts = first
+    return counts
 
 
 def _bin_selectors(bins: np.ndarray, n_bins: int) -> tuple[list, np.ndarray]:
@@ -622,6 +631,7 @@ def _bin_selectors(bins: np.ndarray, n_bins: int) -> tuple[list, np.ndarray]:
         bins = bins[order]
     starts = np.flatnonzero(np.diff(bins, prepend=bins[:1] - 1))
     stops = np.append(starts[1:], count)
+    selectors: list[slice] | list[np.ndarray]
     if order is None:
         selectors = [slice(a, b) for a, b in zip(starts, stops, strict=True)]
     else:
@@ -707,9 +717,11 @@ def weights_for(
             f"weights have dimension(s) {foreign} that chunk {key} lacks; weights "
             f"may only use dimensions of the data ({list(chunk.dims)})"
         )
+    # Offsets are by str, as in keys; xarray's names are Hashable.
+    by_dim = cast("Mapping[Hashable, int]", offsets)
     selection = {}
     for dim in weights.dims:
-        start = offsets.get(dim, 0)
+        start = by_dim.get(dim, 0)
         stop = start + chunk.sizes[dim]
         if stop > weights.sizes[dim]:
             raise ValueError(

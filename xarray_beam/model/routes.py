@@ -143,7 +143,7 @@ def choose_route(request: RechunkRequest, writes_zarr: bool = False) -> RechunkR
         )
     source = request.source
     if writes_zarr and source is not None and source.variables is not None:
-        plan = planning.plan_dataset_rechunk(
+        dataset_plan = planning.plan_dataset_rechunk(
             source.variables,
             new,
             request.max_mem,
@@ -155,7 +155,7 @@ def choose_route(request: RechunkRequest, writes_zarr: bool = False) -> RechunkR
             new,
             "a whole Zarr store written to Zarr: store to store through "
             "temporary stores (RechunkZarr)",
-            plan,
+            dataset_plan,
         )
     plan = planning.plan_rechunk(
         dict(request.sizes),

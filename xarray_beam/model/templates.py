@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Set
-from typing import Any
+from collections.abc import Hashable, Iterable, Mapping, Set
+from typing import Any, cast
 
 import dask.array
 import numpy as np
@@ -56,11 +56,13 @@ def is_lazy(variable: xarray.Variable) -> bool:
 
 def lazy_variables(template: xarray.Dataset) -> list[str]:
     """Names of the variables a pipeline writes chunk by chunk."""
-    return [name for name, var in template.variables.items() if is_lazy(var)]
+    names = [name for name, var in template.variables.items() if is_lazy(var)]
+    # Written to Zarr, whose names are str (see zarr_layout.check_names).
+    return cast("list[str]", names)
 
 
 def _rebuild(
-    dataset: xarray.Dataset, variables: Mapping[str, xarray.Variable]
+    dataset: xarray.Dataset, variables: Mapping[Hashable, xarray.Variable]
 ) -> xarray.Dataset:
     result = xarray.Dataset(
         {name: variables[name] for name in dataset.data_vars if name in variables},
@@ -98,7 +100,8 @@ def make_template(
     """
     if not isinstance(dataset, xarray.Dataset):
         raise TypeError(f"make_template takes an xarray.Dataset, got {type(dataset)}")
-    lazy_vars = set(dataset.data_vars) if lazy_vars is None else set(lazy_vars)
+    names = dataset.data_vars if lazy_vars is None else lazy_vars
+    lazy_vars = set(cast("Iterable[str]", names))  # named by str, as in keys
     unknown = sorted(lazy_vars - set(dataset.variables))
     if unknown:
         raise ValueError(f"lazy_vars names unknown variable(s) {unknown}")
@@ -161,7 +164,7 @@ def replace_template_dims(
                 index_var.encoding = template.variables[dim].encoding
             new_indexes[dim] = index_var
             sizes[dim] = index_var.size
-    variables = {}
+    variables: dict[Hashable, xarray.Variable] = {}
     for name, var in template.variables.items():
         if name in dim_replacements:
             if name in new_indexes:
@@ -200,10 +203,10 @@ class Skeleton:
         to catch duplicate keys (more chunks than places for them).
     """
 
-    pieces: dict[str, dict[int, tuple[int, np.ndarray | None]]] = dataclasses.field(
-        default_factory=dict
+    pieces: dict[Hashable, dict[int, tuple[int, np.ndarray | None]]] = (
+        dataclasses.field(default_factory=dict)
     )
-    variables: dict[str, tuple[xarray.Variable, str]] = dataclasses.field(
+    variables: dict[Hashable, tuple[xarray.Variable, str]] = dataclasses.field(
         default_factory=dict
     )
     attrs: dict[str, Any] | None = None
@@ -212,18 +215,23 @@ class Skeleton:
 
 def skeleton_of(key: Key, chunk: xarray.Dataset) -> Skeleton:
     """The skeleton of one chunk."""
-    pieces = {}
+    # Key offsets are by str; xarray's names are Hashable.
+    offsets = cast("Mapping[Hashable, int]", key.offsets)
+    pieces: dict[Hashable, dict[int, tuple[int, np.ndarray | None]]] = {}
     for dim, size in chunk.sizes.items():
         index = chunk.indexes[dim].values if dim in chunk.indexes else None
-        pieces[dim] = {key.offsets.get(dim, 0): (size, index)}
-    variables = {}
+        pieces[dim] = {offsets.get(dim, 0): (size, index)}
+    variables: dict[Hashable, tuple[xarray.Variable, str]] = {}
     for name, var in chunk.variables.items():
         role = "data" if name in chunk.data_vars else "coord"
         if name in chunk.xindexes:
             role = "index"
         empty = var.isel({d: slice(0, 0) for d in var.dims}).to_base_variable()
         variables[name] = (empty.copy(deep=True), role)
-    kind = (tuple(sorted(chunk.sizes)), tuple(sorted(chunk.data_vars)))
+    # Sorted as keys name them: by str.
+    dims = cast("Iterable[str]", chunk.sizes)
+    names = cast("Iterable[str]", chunk.data_vars)
+    kind = (tuple(sorted(dims)), tuple(sorted(names)))
     return Skeleton(pieces, variables, dict(chunk.attrs), {kind: 1})
 
 
@@ -272,12 +280,12 @@ def template_from_skeleton(
     """
     if not skeleton.pieces and not skeleton.variables:
         raise ValueError("cannot infer a template: there are no chunks")
-    sizes = {}
-    chunk_sizes = {}
-    indexes = {}
+    sizes: dict[Hashable, int] = {}
+    chunk_sizes: dict[Hashable, int] = {}
+    indexes: dict[Hashable, np.ndarray] = {}
     for dim, pieces in skeleton.pieces.items():
         position = 0
-        index_parts = []
+        index_parts: list[np.ndarray | None] = []
         for offset in sorted(pieces):
             size, index = pieces[offset]
             if offset != position:
@@ -292,7 +300,7 @@ def template_from_skeleton(
         sizes[dim] = position
         chunk_sizes[dim] = pieces[min(pieces)][0]
         if all(part is not None for part in index_parts):
-            indexes[dim] = np.concatenate(index_parts)
+            indexes[dim] = np.concatenate(cast("list[np.ndarray]", index_parts))
     for (dims, names), count in skeleton.counts.items():
         places = math.prod(len(skeleton.pieces[d]) for d in dims)
         if count > places:
@@ -301,9 +309,10 @@ def template_from_skeleton(
                 f"{list(names)} fill only {places} places along {list(dims)}; "
                 f"some keys are duplicated"
             )
-    data_vars = {}
-    coords = {}
+    data_vars: dict[Hashable, xarray.Variable] = {}
+    coords: dict[Hashable, xarray.Variable] = {}
     for name, (example, role) in skeleton.variables.items():
+        data: np.ndarray | dask.array.Array
         if role == "index":
             if name not in indexes:
                 continue  # some chunks lack the index: leave the dim unlabeled
@@ -313,4 +322,5 @@ def template_from_skeleton(
         var = xarray.Variable(example.dims, data, example.attrs, example.encoding)
         (data_vars if role == "data" else coords)[name] = var
     template = xarray.Dataset(data_vars, coords=coords, attrs=skeleton.attrs or {})
-    return template, chunk_sizes
+    # Chunk sizes by str, as keys and Zarr name dimensions.
+    return template, cast("dict[str, int]", chunk_sizes)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import unicodedata
-from collections.abc import Hashable, Mapping
-from typing import Any, Literal
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, Literal, cast
 
 import numpy as np
 import xarray
@@ -267,6 +267,7 @@ def plan_target(
     layouts = {}
     for name in lazy_variables(template):
         var = template.variables[name]
+        dims = cast("tuple[str, ...]", var.dims)  # str: see check_names
         enc = encoding.get(name, {})
         if "shards" in enc and zarr_format != 3:
             raise ValueError(f"encoding of {name!r} sets shards, which need zarr v3")
@@ -277,19 +278,19 @@ def plan_target(
                 clamp_chunk(zarr_chunks[d], n)
                 if d in zarr_chunks
                 else clamp_chunk(_default_chunk(name, var, i), n)
-                for i, (d, n) in enumerate(zip(var.dims, var.shape, strict=True))
+                for i, (d, n) in enumerate(zip(dims, var.shape, strict=True))
             )
         if "shards" in enc:
             shards = _tuple_of_ints(name, "shards", enc["shards"], var.ndim)
         elif zarr_shards and var.ndim:
             shards = tuple(
                 _shard_size(name, d, zarr_shards.get(d), c, n)
-                for d, c, n in zip(var.dims, chunks, var.shape, strict=True)
+                for d, c, n in zip(dims, chunks, var.shape, strict=True)
             )
         else:
             shards = None
         if shards is not None:
-            for d, s, c in zip(var.dims, shards, chunks, strict=True):
+            for d, s, c in zip(dims, shards, chunks, strict=True):
                 if s % c:
                     raise ValueError(
                         f"shard size {s} of {name!r} along {d!r} is not a multiple "
@@ -299,18 +300,20 @@ def plan_target(
             k: v for k, v in {**var.encoding, **enc}.items() if k in CF_ENCODING_KEYS
         }
         layouts[name] = VariableLayout(
-            tuple(var.dims), var.shape, var.dtype, chunks, shards, values_encoding
+            tuple(dims), var.shape, var.dtype, chunks, shards, values_encoding
         )
+    known = cast("Iterable[str]", template.variables)  # str: see check_names
     return ZarrTarget(
-        layouts, frozenset(template.variables), template_indexes(template), zarr_format
+        layouts, frozenset(known), template_indexes(template), zarr_format
     )
 
 
 def template_indexes(template: xarray.Dataset) -> dict[str, np.ndarray]:
     """1-D index coordinate values of a template, by dimension."""
+    dims = cast("Iterable[str]", template.dims)  # named by str, as in keys
     return {
         dim: np.asarray(template.indexes[dim])
-        for dim in template.dims
+        for dim in dims
         if dim in template.indexes and template.indexes[dim].nlevels == 1
     }
 
@@ -434,7 +437,9 @@ def chunk_regions(
         )
     _check_labels(target, key, chunk)
     regions = []
-    for name, var in chunk.variables.items():
+    # The target's names are str; any other name is not found in it.
+    variables = cast("Mapping[str, xarray.Variable]", chunk.variables)
+    for name, var in variables.items():
         layout = target.variables.get(name)
         if layout is None:
             if name in chunk.data_vars and name not in target.known:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, cast
 
 from xarray_beam.io import stores, zarr_io
 from xarray_beam.model import routes
 from xarray_beam.model.units import format_bytes
 from xarray_beam.programs import launch
+
+if TYPE_CHECKING:
+    import xarray
+    import zarr
 
 _EXIT_BAD_INPUT = 2
 
@@ -43,14 +48,16 @@ def _info(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     print("dimensions: " + ", ".join(f"{d}={n}" for d, n in dataset.sizes.items()))
     print(f"chunks to read it by: {chunks}")
     print("variables:")
-    width = max((len(name) for name in dataset.variables), default=0)
-    for name, var in dataset.variables.items():
-        array = group.get(name)
+    variables = cast("Mapping[str, xarray.Variable]", dataset.variables)
+    width = max((len(name) for name in variables), default=0)
+    for name, var in variables.items():
+        array = cast("zarr.Array | None", group.get(name))  # variables are arrays
         layout = ""
         if array is not None:
             layout = f" chunks {tuple(array.chunks)}"
-            if getattr(array, "shards", None):
-                layout += f" shards {tuple(array.shards)}"
+            shards = getattr(array, "shards", None)
+            if shards:
+                layout += f" shards {tuple(shards)}"
         kind = "coord" if name in dataset.coords else "data "
         print(
             f"  {kind} {name:<{width}}  {str(var.dtype):<15} {tuple(var.dims)}"

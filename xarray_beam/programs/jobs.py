@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
 import xarray
@@ -167,7 +167,7 @@ def default_read_chunks(
     )
     step = chunks.get(dim, dataset.sizes[dim])
     steps = max(step, (_READ_TARGET // max(per_step, 1)) // step * step)
-    read = {d: dataset.sizes[d] for d in dataset.dims}
+    read = cast("dict[str, int]", {d: dataset.sizes[d] for d in dataset.dims})
     read[dim] = min(steps, dataset.sizes[dim])
     return read
 
@@ -214,13 +214,13 @@ def climatology_job(
     dataset, chunks = open_zarr(source, **_xarray_kwargs(storage_options))
     out(f"input: {source}: {describe(dataset, chunks)}")
     read_chunks = dict(read_chunks or default_read_chunks(dataset, chunks))
-    target = stores.normalize_store(target)
+    store = stores.normalize_store(target)
     if (
         temp_store is None
         and launch.runs_in_process(options)
-        and isinstance(target, str)
+        and isinstance(store, str)
     ):
-        temp_store = target.rstrip("/") + ".climatology-temp"
+        temp_store = store.rstrip("/") + ".climatology-temp"
     climatology = Climatology(
         by,
         stat,
@@ -249,7 +249,7 @@ def climatology_job(
         | "Climatology" >> climatology
         | "Write"
         >> ChunksToZarr(
-            target,
+            store,
             template,
             zarr_chunks,
             mode=mode,
@@ -263,9 +263,9 @@ def climatology_job(
     rate = format_bytes(dataset.nbytes / max(seconds, 1e-9))
     out(
         f"computed the climatology of {format_bytes(dataset.nbytes)} in "
-        f"{seconds:.1f} s ({rate}/s) into {stores.describe(target)}"
+        f"{seconds:.1f} s ({rate}/s) into {stores.describe(store)}"
     )
-    return JobResult(stores.describe(target), seconds, dataset.nbytes, result)
+    return JobResult(stores.describe(store), seconds, dataset.nbytes, result)
 
 
 def _xarray_kwargs(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -19,11 +19,15 @@ import errno
 import fcntl
 import os
 import uuid
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from xarray_beam.io import files
 from xarray_beam.io._direct import buffers
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 _IOV_MAX = 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -85,9 +89,9 @@ class ChunkFiles:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = f"{path}.{uuid.uuid4().hex}.partial"
         if not (self.direct and self._write_direct(partial, block, scratch)):
-            files.write_runs(
-                partial, _runs(block) or _runs(np.ascontiguousarray(block))
-            )
+            # A C-contiguous array always has runs.
+            runs = _runs(block) or _runs(np.ascontiguousarray(block))
+            files.write_runs(partial, cast("list[memoryview]", runs))
         os.replace(partial, path)
 
     def _write_direct(
@@ -106,7 +110,7 @@ class ChunkFiles:
             with (scratch or buffers.Scratch(self.nbytes)).buffer() as memory:
                 data = memory[: self.nbytes]
                 data.view(self.dtype).reshape(self.chunks)[...] = block
-                _write_direct(fd, memoryview(data))
+                _write_direct(fd, _view(data))
         except OSError as error:
             if not _refused(error):
                 raise
@@ -163,7 +167,8 @@ class ChunkFiles:
                 _read_all(fd, runs, path)
             else:
                 block = np.empty(self.chunks, self.dtype)
-                _read_all(fd, _runs(block), path)
+                # A fresh C-contiguous array always has runs.
+                _read_all(fd, cast("list[memoryview]", _runs(block)), path)
                 target[...] = block if inner is None else block[inner]
         finally:
             os.close(fd)
@@ -185,14 +190,14 @@ class ChunkFiles:
     ) -> None:
         if inner is None and target.flags.c_contiguous:
             try:  # straight into the target, if it is aligned as needed
-                _read_exact(fd, memoryview(target.reshape(-1).view(np.uint8)), path)
+                _read_exact(fd, _view(target.reshape(-1).view(np.uint8)), path)
                 return
             except OSError as error:
                 if not _refused(error):
                     raise
                 os.lseek(fd, 0, os.SEEK_SET)
         with (scratch or buffers.Scratch(self.nbytes)).buffer() as memory:
-            _read_exact(fd, memoryview(memory), path, self.nbytes)
+            _read_exact(fd, _view(memory), path, self.nbytes)
             block = memory[: self.nbytes].view(self.dtype).reshape(self.chunks)
             target[...] = block if inner is None else block[inner]
 
@@ -246,10 +251,14 @@ def _runs(array: np.ndarray) -> list[memoryview] | None:
         expected *= array.shape[axis]
         first = axis
     if first == 0:  # contiguous (also a 0-d array, whose [()] is a copy)
-        return [memoryview(array.reshape(-1)).cast("B")]
-    return [
-        memoryview(array[index]).cast("B") for index in np.ndindex(*array.shape[:first])
-    ]
+        return [_view(array.reshape(-1)).cast("B")]
+    return [_view(array[index]).cast("B") for index in np.ndindex(*array.shape[:first])]
+
+
+def _view(array: np.ndarray) -> memoryview:
+    """``memoryview(array)``: numpy's stubs make an array a ``Buffer`` only
+    from Python 3.12 on."""
+    return memoryview(cast("Buffer", array))
 
 
 def _read_all(fd: int, runs: list[memoryview], path: str) -> None:

@@ -157,7 +157,7 @@ def chunk_key_encoding(array: zarr.Array) -> tuple[str, str]:
     return zarr_spec.key_encoding(metadata_document(array))
 
 
-def note_fallback(array: Any, error: BaseException) -> None:
+def note_fallback(array: Any, error: BaseException | None) -> None:
     """Log, once per array and reason, that zarr-python handles an array's
     chunks instead of the direct path.
 
