@@ -24,7 +24,6 @@ from xarray_beam.dataset_steps import (
     SelectVariables,
     Transpose,
 )
-from xarray_beam.model import units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import STATS, Reducer
 
@@ -573,23 +572,6 @@ def test_bytes_per_chunk_of_dataset_without_variables_is_zero():
     ds = xarray.Dataset(coords={"x": np.arange(3)})
     assert dataset_steps.bytes_per_chunk(ds, {"x": 2}, split_vars=False) == 0
     assert dataset_steps.bytes_per_chunk(ds, {"x": 2}, split_vars=True) == 0
-
-
-@pytest.mark.parametrize(
-    "count, text",
-    [
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1024, "1.0 KiB"),
-        (1536, "1.5 KiB"),
-        (3 * 2**20, "3.0 MiB"),
-        (5 * 2**30, "5.0 GiB"),
-        (2**40, "1.0 TiB"),
-        (2**50, "1024.0 TiB"),
-    ],
-)
-def test_format_bytes(count, text):
-    assert units.format_bytes(count) == text
 
 
 @pytest.mark.parametrize("dims", [["t", "x"], ["x"], ["x", "t"], []])

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from xarray_beam.model import chunks as chunks_lib
-from xarray_beam.model import units
 
 
 @pytest.mark.parametrize(
@@ -201,11 +200,3 @@ def test_normalize_chunks_byte_size_larger_than_data_is_whole():
 def test_normalize_chunks_errors_name_the_culprit(chunks, error, match):
     with pytest.raises(error, match=match):
         chunks_lib.normalize_chunks(chunks, _template())
-
-
-def test_parse_size_units():
-    assert units.parse_size("64MiB") == 64 * 2**20
-    assert units.parse_size("2kB") == 2000
-    assert units.parse_size("5e3") == 5000
-    with pytest.raises(ValueError, match="not a size"):
-        units.parse_size("64 parsecs")
