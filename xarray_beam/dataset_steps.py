@@ -357,7 +357,7 @@ def reduced_template(
         if along:
             kept = tuple(d for d in var.dims if d not in reduced)
             shape = tuple(var.sizes[d] for d in kept)
-            dtype = reducer._result_dtype(var.dtype)
+            dtype = reducer.result_dtype(var.dtype)
         elif numeric:
             kept, shape = var.dims, var.shape
             dtype = reducer.constant_dtype(var.variable)

@@ -471,7 +471,7 @@ def climatology_template(
         rest = [d for d in var.dims if d != dim]
         sizes = {**group_sizes, **{d: var.sizes[d] for d in rest}}
         out_dtype = (
-            reducer._result_dtype(var.dtype)
+            reducer.result_dtype(var.dtype)
             if dim in var.dims
             else reducer.constant_dtype(var.variable)
         )

@@ -502,7 +502,7 @@ class Reducer:
         """The dtype of a variable lacking the reduced dims, after reducing."""
         if not reducible(var.dtype) or (var.ndim and self.stat in _IDENTITY_STATS):
             return var.dtype
-        return self._result_dtype(var.dtype)
+        return self.result_dtype(var.dtype)
 
     def _finish(self, var: VariablePartial) -> np.ndarray:
         f = var.fields
@@ -531,14 +531,21 @@ class Reducer:
         if "nan" in f:
             empty = f["nan"] if empty is None else empty | f["nan"]
         result = np.broadcast_to(result, shape)
-        dtype = self._result_dtype(var.dtype)
+        dtype = self.result_dtype(var.dtype)
         if empty is not None and np.any(empty):
             if np.dtype(dtype).kind not in "fc":
                 dtype = np.dtype(np.float64)
             result = np.where(empty, np.nan, result)
         return np.asarray(result).astype(dtype, copy=False)
 
-    def _result_dtype(self, dtype: np.dtype) -> np.dtype:
+    def result_dtype(self, dtype: np.dtype) -> np.dtype:
+        """The dtype of this statistic of values of ``dtype``, as xarray gives
+        it (the ``dtype`` option, if set, wins).
+
+        Example:
+          >>> Reducer('count').result_dtype(np.dtype('f4'))
+          dtype('int64')
+        """
         if self.dtype is not None:
             return np.dtype(self.dtype)
         if self.stat == "count":
