@@ -8,6 +8,7 @@ decoding (see ``xarray_beam.io.fast_load``).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -15,7 +16,7 @@ import apache_beam as beam
 import xarray
 
 from xarray_beam.beam import metrics, threadmap
-from xarray_beam.io import fast_load, threads
+from xarray_beam.io import fast_load, locations, threads
 from xarray_beam.model import chunks as chunks_lib
 from xarray_beam.model.key import DatasetOrDatasets, Key, validate_chunk
 
@@ -35,6 +36,20 @@ class ValidateEachChunk(beam.PTransform):
 
     def expand(self, pcoll):
         return pcoll | "Validate" >> beam.Map(self._validate)
+
+
+# The Zarr stores each pipeline reads, so that writes can refuse them.
+_SOURCES: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def sources_read(pipeline: Any) -> list[Any]:
+    """The Zarr stores that ``DatasetToChunks`` steps of ``pipeline`` read
+    (so far), for writes to refuse.
+
+    Example:
+      ``locations.check_apart(target, {'input': s for s in sources_read(p)}, ...)``
+    """
+    return list(_SOURCES.get(pipeline, []))
 
 
 def _by_name(mapping: Mapping[Hashable, _V]) -> Mapping[str, _V]:
@@ -150,6 +165,10 @@ class DatasetToChunks(beam.PTransform):
         return sum(grid.count for grid in self._grids.values())
 
     def expand(self, pbegin):
+        datasets = self.dataset if isinstance(self.dataset, list) else [self.dataset]
+        for dataset in datasets:
+            for store in locations.dataset_sources(dataset):
+                _SOURCES.setdefault(pbegin.pipeline, []).append(store)
         keys = pbegin | "CreateKeys" >> CreateKeys(
             self._grids, self.shard_keys_threshold
         )

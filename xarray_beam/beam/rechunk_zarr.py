@@ -24,7 +24,14 @@ import zarr.abc.store
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from xarray_beam.beam import metrics, reading, runners, threadmap
-from xarray_beam.io import chunk_writer, region_io, stores, temp_stores, zarr_io
+from xarray_beam.io import (
+    chunk_writer,
+    locations,
+    region_io,
+    stores,
+    temp_stores,
+    zarr_io,
+)
 from xarray_beam.io.stores import StoreLike
 from xarray_beam.model import chunks as chunks_lib
 from xarray_beam.model import planning, templates
@@ -317,6 +324,7 @@ class RechunkZarr(beam.PTransform):
         self.resume = resume
         self.source = stores.normalize_store(source)
         self.target = stores.normalize_store(target)
+        locations.check_apart(self.target, {"source": self.source}, "RechunkZarr")
         self.storage_options = storage_options
         self.plan = plan_store_rechunk(
             self.source,

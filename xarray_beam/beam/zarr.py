@@ -19,7 +19,7 @@ import xarray
 
 from xarray_beam.beam import metrics, reading, threadmap
 from xarray_beam.io import append as append_lib
-from xarray_beam.io import chunk_writer, stores, zarr_io
+from xarray_beam.io import chunk_writer, locations, stores, zarr_io
 from xarray_beam.io.stores import StoreLike
 from xarray_beam.model import templates
 from xarray_beam.model import zarr_layout as layout_lib
@@ -218,6 +218,12 @@ class ChunksToZarr(beam.PTransform):
             zarr_io.target_from_store(self.template, options, token="")
 
     def expand(self, pcoll):
+        sources = reading.sources_read(pcoll.pipeline)
+        locations.check_apart(
+            self.options.store,
+            [("input store", source) for source in sources],
+            "ChunksToZarr",
+        )
         if self.resume and self.options.mode != "r+":
             state = stores.store_state(self.options.store, self.options.storage_options)
             if state == "zarr":

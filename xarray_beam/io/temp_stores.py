@@ -25,7 +25,7 @@ import numpy as np
 import zarr
 import zarr.abc.store
 
-from xarray_beam.io import region_io, stores
+from xarray_beam.io import locations, region_io, stores
 
 Kind = Literal["zarr", "spill"]
 MARKER = "xarray_beam_rechunk_temp"
@@ -92,15 +92,14 @@ def check_apart(temp: Any, **others: Any) -> None:
       ...
       ValueError: temp_store /data/out.zarr/tmp overlaps the target store ...
     """
-    if not isinstance(temp, str):
+    place = locations.location(temp)
+    if place is None:
         return
-    for what, location in others.items():
-        if not isinstance(location, str):
-            continue
-        a, b = temp.rstrip("/") + "/", location.rstrip("/") + "/"
-        if a.startswith(b) or b.startswith(a):
+    for what, store in others.items():
+        other = locations.location(store)
+        if other is not None and locations.overlap(place, other) is not None:
             raise ValueError(
-                f"temp_store {temp} overlaps the {what} store {location}; it is "
+                f"temp_store {temp} overlaps the {what} store {store}; it is "
                 f"deleted afterwards, so choose a separate location"
             )
 
