@@ -42,6 +42,8 @@ setuptools.setup(
             "hypothesis>=6.100",
             "ruff>=0.6",
             "mypy>=1.10",
+            # Beam's DaskRunner, which the tests show is refused.
+            "dask[distributed]>=2024.8.0",
             "gcsfs>=2024.12.0",
             "s3fs>=2024.12.0",
             "moto[server]>=5.0",

@@ -8,6 +8,7 @@ import os
 import time
 
 import apache_beam as beam
+import fsspec
 import xarray
 
 from xarray_beam import synthetic
@@ -124,7 +125,12 @@ def run(pipeline: beam.Pipeline, what: str) -> beam.runners.runner.PipelineResul
 
 
 def save_map(store: str, path: str, variable: str = "2m_temperature") -> str | None:
-    """A PNG map of a climatology at January, 12 UTC; None without matplotlib."""
+    """A PNG map of a climatology at January, 12 UTC; None without matplotlib
+    (or without the store: a runner elsewhere may not have written it yet)."""
+    fs, root = fsspec.core.url_to_fs(store)
+    if not fs.exists(root):
+        print(f"no store at {store} yet: no map")
+        return None
     try:
         import matplotlib
 

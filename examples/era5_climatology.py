@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     result = _common.run(pipeline, f"computed the climatology into {args.output}")
 
-    png = None
-    if "://" in args.output or os.path.exists(args.output):
-        png = _common.save_map(args.output, args.png)
+    png = _common.save_map(args.output, args.png)
     return {"result": result, "output": args.output, "png": png, "input": args.input}
 
 

@@ -261,7 +261,15 @@ def test_overwrite_mode_replaces_a_bucket_store_without_stale_arrays(
     entries = {
         path[len(prefix) + 1 :].split("/")[0] for path in bucket.filesystem().find(url)
     }
-    assert entries == {"2m_temperature", "latitude", "longitude", "time", "zarr.json"}
+    # the store holds its arrays and the record of the job that wrote it
+    assert entries == {
+        "2m_temperature",
+        "latitude",
+        "longitude",
+        "time",
+        "zarr.json",
+        "xarray_beam",
+    }
 
 
 def test_multi_process_workers_write_to_a_bucket_with_explicit_options(

@@ -192,9 +192,9 @@ def test_climatology_example_builds_a_dataflow_job_without_network(
         "era5_climatology.py",
         [
             "--input",
-            source_store,
+            f"file://{source_store}",  # a shared file system, for the workers
             "--output",
-            str(output),
+            f"file://{output}",
             "--output-dir",
             str(output_dir),
             "--",
@@ -229,9 +229,9 @@ def test_rechunk_example_builds_a_dataflow_job_with_a_step_per_planned_pass(
         "era5_rechunk.py",
         [
             "--input",
-            source_store,
+            f"file://{source_store}",  # a shared file system, for the workers
             "--output",
-            str(output),
+            f"file://{output}",
             "--output-dir",
             str(output_dir),
             "--target-chunks",

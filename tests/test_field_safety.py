@@ -178,3 +178,113 @@ def test_distinct_stores_side_by_side_are_not_refused(source, tmp_path):
         xarray.open_zarr(target).compute(), xarray.open_zarr(source).compute()
     )
     assert np.all(xarray.open_zarr(target)["2m_temperature"].notnull())
+
+
+# --- 7. Cluster assumptions ---------------------------------------------------------
+
+
+def _remote_pipeline() -> beam.Pipeline:
+    # Only built, never run: building is all the checks need.
+    return beam.Pipeline(runner="FlinkRunner")
+
+
+def _small() -> xarray.Dataset:
+    return xarray.Dataset({"t": (("time", "x"), np.arange(12.0).reshape(6, 2))})
+
+
+def test_a_local_target_is_refused_on_a_runner_whose_workers_run_elsewhere(tmp_path):
+    target = str(tmp_path / "out.zarr")
+    p = _remote_pipeline()
+    chunks = p | xb.DatasetToChunks(_small(), {"time": 3})
+
+    with pytest.raises(ValueError, match="local path.*file://"):
+        _ = chunks | xb.ChunksToZarr(target, xb.make_template(_small()))
+    assert not os.path.exists(target)
+
+
+def test_a_shared_file_system_target_is_accepted_on_remote_runners(tmp_path):
+    p = _remote_pipeline()
+    chunks = p | xb.DatasetToChunks(_small(), {"time": 3})
+
+    _ = chunks | xb.ChunksToZarr(
+        f"file://{tmp_path}/a.zarr", xb.make_template(_small())
+    )
+
+    assert not os.path.exists(tmp_path / "a.zarr")  # built, not run
+
+
+def test_a_local_temp_store_is_refused_on_a_remote_runner(tmp_path, source):
+    p = _remote_pipeline()
+    dataset, chunks = xb.open_zarr(f"file://{source}")
+    climatology = xb.Climatology("month", temp_store=str(tmp_path / "spill"))
+    read = p | xb.DatasetToChunks(dataset, chunks, split_vars=True)
+
+    with pytest.raises(ValueError, match="temp_store .* is a local path"):
+        _ = read | climatology
+
+
+def test_a_local_source_is_refused_on_a_remote_runner(source):
+    dataset, chunks = xb.open_zarr(source)
+
+    with pytest.raises(ValueError, match="source store .* is a local path"):
+        _ = _remote_pipeline() | xb.DatasetToChunks(dataset, chunks)
+
+
+def test_rechunk_zarr_refuses_local_stores_on_a_remote_runner(source, tmp_path):
+    rechunk = xb.RechunkZarr(source, str(tmp_path / "out.zarr"), PENCILS)
+
+    with pytest.raises(ValueError, match="local path"):
+        _ = _remote_pipeline() | rechunk
+
+
+def test_the_dask_runner_is_refused_naming_its_limits():
+    p = beam.Pipeline(runner="apache_beam.runners.dask.dask_runner.DaskRunner")
+
+    with pytest.raises(ValueError, match="DaskRunner re-executes"):
+        _ = p | xb.DatasetToChunks(_small(), {"time": 3})
+
+
+PORTABLE = [
+    "--runner=PortableRunner",
+    "--job_endpoint=embed",
+    "--environment_type=LOOPBACK",
+]
+
+
+@pytest.mark.slow
+def test_rechunk_climatology_and_dataset_jobs_run_on_the_portable_runner(
+    source, tmp_path
+):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    expected = xarray.open_zarr(source).compute()
+    pencils, clim, means = (str(tmp_path / n) for n in ("p.zarr", "c.zarr", "m.zarr"))
+
+    xb.rechunk_zarr(source, pencils, PENCILS, pipeline_options=PORTABLE)
+    dataset, chunks = xb.open_zarr(source)
+    climatology = xb.Climatology("hour", temp_store=str(tmp_path / "spill"))
+    ds = xb.Dataset.from_zarr(source)
+    with beam.Pipeline(options=PipelineOptions(PORTABLE)) as p:
+        _ = (
+            p
+            | xb.DatasetToChunks(dataset, chunks, split_vars=True)
+            | climatology
+            | xb.ChunksToZarr(clim, climatology.template(dataset), {"hour": 1})
+        )
+        _ = p | "Means" >> ds.mean("time").to_zarr(means)
+
+    xarray.testing.assert_identical(xarray.open_zarr(pencils).compute(), expected)
+    oracle = expected.groupby("time.hour").mean()
+    actual = xarray.open_zarr(clim).compute()
+    for name in oracle.data_vars:
+        np.testing.assert_allclose(
+            actual[name].transpose(*oracle[name].dims).values,
+            oracle[name].values,
+            rtol=1e-5,
+            err_msg=name,
+        )
+    np.testing.assert_allclose(
+        xarray.open_zarr(means)["2m_temperature"].values,
+        expected["2m_temperature"].mean("time").values,
+        rtol=1e-5,
+    )

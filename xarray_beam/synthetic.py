@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -26,7 +27,8 @@ import numpy as np
 import pandas as pd
 import xarray
 
-from xarray_beam.io import stores
+from xarray_beam.io import job_records, stores, zarr_io
+from xarray_beam.model import fingerprints, templates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,6 +338,7 @@ def write_era5_like(
             zarr_format=zarr_format,
             encoding=encoding,
             consolidated=True,
+            write_empty_chunks=True,
         )
     step = zarr_chunks[0]
     latitude, longitude = dataset.latitude.values, dataset.longitude.values
@@ -353,5 +356,28 @@ def write_era5_like(
                 for name in names
             }
         )
-        block.to_zarr(target, region={"time": slice(t0, t1)}, zarr_format=zarr_format)
+        block.to_zarr(
+            target,
+            region={"time": slice(t0, t1)},
+            zarr_format=zarr_format,
+            write_empty_chunks=True,
+        )
+    _record(target, dataset)
     return xarray.open_zarr(target)
+
+
+def _record(store: str, dataset: xarray.Dataset) -> None:
+    """Say, as the package's own stores do, that every chunk is stored."""
+    template = templates.make_template(dataset)
+    target = zarr_io.target_from_store(
+        template, zarr_io.WriteOptions(store, mode="r+"), token=""
+    )
+    description = fingerprints.describe("synthetic", template, target)
+    record = job_records.JobRecord(
+        uuid.uuid4().hex,
+        fingerprints.fingerprint(description),
+        description,
+        writes_every_chunk=True,
+        setup_done=True,
+    )
+    job_records.write(store, record, consolidate=True)

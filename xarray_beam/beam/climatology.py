@@ -17,6 +17,7 @@ one day in non-leap years.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 
@@ -296,11 +297,16 @@ class _GroupChunk:
 
     def __call__(self, element: tuple[Key, xarray.Dataset]):
         key, chunk = element
+        base = key.with_offsets(**{self.dim: None})
+        if self.dim not in chunk.dims:
+            # Only variables without time (e.g. one static field, read one
+            # variable per element): broadcast along every group.
+            yield from self._static(base, chunk, self._keyed_numbers())
+            return
         numbers, bins = self.grouping.split(_times(chunk, self.dim, key))
         weights = None
         if self.weights is not None:
             weights = reductions.weights_for(self.weights, key.offsets, chunk, key)
-        base = key.with_offsets(**{self.dim: None})
         for number, partial in self.reducer.reduce_groups(
             chunk,
             self.dim,
@@ -308,6 +314,38 @@ class _GroupChunk:
             bins,
             self.grouping.dense_coord(),
             weights,
+        ):
+            partial.groups = self.grouping.labels_of(number)
+            yield base.with_offsets(**self.grouping.offsets(number)), partial
+        static = chunk.drop_dims(self.dim)
+        if static.data_vars and key.offsets.get(self.dim, 0) == 0:
+            # Static variables come with every time chunk, but these only get
+            # the groups the chunk's times fall in; the first time chunk also
+            # gives them the other groups, so that they are broadcast along
+            # every group whatever the read mode (as with one variable per
+            # element, where a static chunk has no times to go by).
+            absent = np.setdiff1d(self._keyed_numbers(), numbers)
+            yield from self._static(base, static, absent)
+
+    def _keyed_numbers(self) -> np.ndarray:
+        """The number of every combination of keyed labels."""
+        return np.arange(math.prod(self.grouping.shape[: len(self.grouping.keyed)]))
+
+    def _static(self, base: Key, static: xarray.Dataset, numbers: np.ndarray):
+        """Partial results of variables without ``dim``, one per group number:
+        the variables as they are (xarray's groupby broadcasts them along the
+        group dimensions)."""
+        if not len(numbers):
+            return
+        dense = self.grouping.dense_coord()
+        # Without ``dim`` every variable is a constant of each group's partial
+        # result, which reduce_groups broadcasts along the dense dimension.
+        for number, partial in self.reducer.reduce_groups(
+            static,
+            self.dim,
+            numbers,
+            None if dense is None else np.zeros(len(numbers), int),
+            dense,
         ):
             partial.groups = self.grouping.labels_of(number)
             yield base.with_offsets(**self.grouping.offsets(number)), partial
@@ -339,7 +377,11 @@ class Climatology(beam.PTransform):
     Output: ``(key, dataset)`` pairs, one per group and region, with the group
     dimensions (length 1, labelled) in place of ``dim`` and the group's
     positions as key offsets. ``climatology_template`` gives the matching
-    template for ``ChunksToZarr``.
+    template for ``ChunksToZarr``. Variables without ``dim`` (static fields
+    such as surface geopotential or a land-sea mask) are broadcast along
+    every group of the output, as xarray's groupby does, whether they come
+    with the other variables or alone (``DatasetToChunks(...,
+    split_vars=True)``).
 
     Raises:
       ValueError: when the transform is built, for an unknown statistic or
@@ -475,10 +517,17 @@ def climatology_template(
             if dim in var.dims
             else reducer.constant_dtype(var.variable)
         )
+        # CF's record of how the values came about (statistic and grouping).
+        method = f"{dim}: {stat} (comment: by {' and '.join(grouping.names)})"
+        previous = var.attrs.get("cell_methods")
+        attrs = {
+            **var.attrs,
+            "cell_methods": f"{previous} {method}" if previous else method,
+        }
         data_vars[name] = xarray.Variable(
             tuple(sizes),
             templates.placeholder(tuple(sizes.values()), out_dtype),
-            var.attrs,
+            attrs,
         )
     coords = {
         name: coord.variable
@@ -498,25 +547,66 @@ class _Subtract:
 
     def __call__(self, element, climatology: xarray.Dataset):
         key, chunk = element
-        indices = self.grouping.indices(_times(chunk, self.dim, key))
         region = {
             d: slice(key.offsets.get(d, 0), key.offsets.get(d, 0) + size)
             for d, size in chunk.sizes.items()
             if d != self.dim and d in climatology.dims
         }
-        selection = {
-            name: xarray.DataArray(index, dims=self.dim)
-            for name, index in zip(self.grouping.names, indices, strict=True)
-        }
+        in_climatology = [n for n in chunk.data_vars if n in climatology.data_vars]
+        timed = [n for n in in_climatology if self.dim in chunk[n].dims]
         result = chunk.copy()
-        for name, var in chunk.data_vars.items():
-            if self.dim not in var.dims or name not in climatology.data_vars:
+        if timed:
+            indices = self.grouping.indices(_times(chunk, self.dim, key))
+            selection = {
+                name: xarray.DataArray(index, dims=self.dim)
+                for name, index in zip(self.grouping.names, indices, strict=True)
+            }
+            for name in timed:
+                var = chunk[name]
+                clim = _matching(climatology[name], chunk, region, key)
+                clim = clim.isel(selection).drop_vars(
+                    list(clim.coords), errors="ignore"
+                )
+                anomaly = var.variable - clim.variable.transpose(*var.dims)
+                result[name] = anomaly.astype(var.dtype, copy=False)
+        for name in in_climatology:
+            var = chunk[name]
+            if name in timed or var.dtype.kind not in "iufc":
                 continue
             clim = _matching(climatology[name], chunk, region, key)
-            clim = clim.isel(selection).drop_vars(list(clim.coords), errors="ignore")
-            anomaly = var.variable - clim.variable.transpose(*var.dims)
-            result[name] = anomaly.astype(var.dtype, copy=False)
+            result[name] = self._static_anomaly(name, var, clim, key)
         return key, result
+
+    def _static_anomaly(
+        self,
+        name: Hashable,
+        var: xarray.DataArray,
+        clim: xarray.DataArray,
+        key: Key,
+    ) -> xarray.Variable:
+        """A variable without ``dim`` minus its climatology, as xarray's
+        ``ds.groupby(...) - climatology`` gives it at every time step: the
+        climatology must be the same in every group (where defined), as it
+        is for a climatology of the variable itself, so the anomaly is too."""
+        groups = [g for g in self.grouping.names if g in clim.dims]
+        clim = clim.drop_vars(list(clim.coords))
+        lowest = clim.min(groups, skipna=True) if groups else clim
+        highest = clim.max(groups, skipna=True) if groups else clim
+        if not np.array_equal(lowest.values, highest.values, equal_nan=True):
+            raise ValueError(
+                f"variable {name!r} of chunk {key} has no {self.dim!r} dimension, "
+                f"but its climatology varies along {groups}: its anomaly would "
+                f"vary in time, which a chunk without {self.dim!r} cannot hold. "
+                f"Use a climatology that is the same in every group for it, or "
+                f"leave it out of the climatology (it then passes through)."
+            )
+        anomaly = var.variable - lowest.variable
+        if set(anomaly.dims) != set(var.dims):
+            raise ValueError(
+                f"variable {name!r} of chunk {key} has dimensions {var.dims}, but "
+                f"its climatology has {clim.dims} besides the group dimensions"
+            )
+        return anomaly.transpose(*var.dims).astype(var.dtype, copy=False)
 
 
 def _matching(
@@ -558,11 +648,19 @@ class Anomaly(beam.PTransform):
         ``beam.pvalue.AsSingleton`` of one.
       by, labels, dim: the grouping the climatology was made with.
 
-    Variables without ``dim``, or missing from the climatology, pass through.
+    Variables missing from the climatology pass through. A numeric variable
+    without ``dim`` (a static field such as surface geopotential) gets what
+    xarray's ``ds.groupby(...) - climatology`` gives at each time step: its
+    values minus its climatology, which must be the same in every group
+    (as for a climatology made from it; the anomaly is then 0 where both
+    are defined), without a time dimension, so the output keeps the
+    source's layout in every read mode. Other variables without ``dim``
+    pass through.
 
     Raises:
       ValueError: when the transform is built, if a Dataset climatology lacks
-        the group dimensions.
+        the group dimensions; when it runs, if the climatology of a variable
+        without ``dim`` differs between groups.
 
     Example:
       ``chunks | Anomaly(climatology, ('month', 'hour'))``

@@ -21,7 +21,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from xarray_beam.beam import metrics
+from xarray_beam.beam import metrics, runners
 from xarray_beam.io import stores, temp_stores
 from xarray_beam.model import reductions
 from xarray_beam.model.key import Key
@@ -458,6 +458,7 @@ class CombineThroughStorage(beam.PTransform):
         self.storage_options = storage_options
 
     def expand(self, pcoll):
+        runners.check_runner(pcoll.pipeline, {"temp_store": self.temp_store})
         temp = temp_stores.claim(self.temp_store, self.storage_options, "spill")
         merged = (
             pcoll

@@ -15,8 +15,8 @@ from typing import Any, TypeVar, cast
 import apache_beam as beam
 import xarray
 
-from xarray_beam.beam import metrics, threadmap
-from xarray_beam.io import fast_load, locations, threads
+from xarray_beam.beam import metrics, runners, threadmap
+from xarray_beam.io import fast_load, locations, region_io, threads
 from xarray_beam.model import chunks as chunks_lib
 from xarray_beam.model.key import DatasetOrDatasets, Key, validate_chunk
 
@@ -87,6 +87,12 @@ class DatasetToChunks(beam.PTransform):
         chunk always load in parallel threads.
       shard_keys_threshold: with more chunks than this, keys are generated on
         the workers in ranges, so the launcher never holds them all.
+      missing_chunks: what a chunk missing from a Zarr source means: 'warn'
+        (the default: read as the fill value, counted in the
+        ``source_chunks_missing`` counter and logged once per array), 'error'
+        (the step fails, naming the chunk) or 'fill' (quietly). Applies to
+        variables read by direct chunk decoding (``io.fast_load``); others
+        are read by xarray, as fill values.
 
     Example:
       >>> import numpy as np
@@ -106,8 +112,14 @@ class DatasetToChunks(beam.PTransform):
         split_vars: bool = False,
         num_threads: int | None = None,
         shard_keys_threshold: int = 200_000,
+        missing_chunks: region_io.MissingChunks = "warn",
     ):
         super().__init__()
+        if missing_chunks not in ("error", "warn", "fill"):
+            raise ValueError(
+                f"missing_chunks must be 'error', 'warn' or 'fill', got "
+                f"{missing_chunks!r}"
+            )
         datasets = list(dataset) if isinstance(dataset, Sequence) else [dataset]
         if not datasets:
             raise ValueError("DatasetToChunks needs at least one dataset")
@@ -156,7 +168,10 @@ class DatasetToChunks(beam.PTransform):
             grids = {None: chunks_lib.ChunkGrid(self.chunks)}
         self._grids = grids
         self._loader = _ChunkLoader(
-            datasets, grids, as_list=not isinstance(dataset, xarray.Dataset)
+            datasets,
+            grids,
+            as_list=not isinstance(dataset, xarray.Dataset),
+            missing=missing_chunks,
         )
 
     @property
@@ -166,9 +181,11 @@ class DatasetToChunks(beam.PTransform):
 
     def expand(self, pbegin):
         datasets = self.dataset if isinstance(self.dataset, list) else [self.dataset]
-        for dataset in datasets:
-            for store in locations.dataset_sources(dataset):
-                _SOURCES.setdefault(pbegin.pipeline, []).append(store)
+        sources = [s for d in datasets for s in locations.dataset_sources(d)]
+        runners.check_runner(
+            pbegin.pipeline, {f"source store #{i}": s for i, s in enumerate(sources)}
+        )
+        _SOURCES.setdefault(pbegin.pipeline, []).extend(sources)
         keys = pbegin | "CreateKeys" >> CreateKeys(
             self._grids, self.shard_keys_threshold
         )
@@ -249,10 +266,17 @@ class _KeyMaker:
 class _ChunkLoader:
     """Loads the chunk(s) a key names into memory."""
 
-    def __init__(self, datasets: list[xarray.Dataset], grids: Grids, as_list: bool):
+    def __init__(
+        self,
+        datasets: list[xarray.Dataset],
+        grids: Grids,
+        as_list: bool,
+        missing: region_io.MissingChunks = "warn",
+    ):
         self._datasets = datasets
         self._grids = dict(grids)
         self._as_list = as_list
+        self._missing = missing
 
     def __call__(self, key: Key) -> Iterator[tuple[Key, Any]]:
         name = next(iter(key.vars)) if key.vars else None
@@ -262,21 +286,26 @@ class _ChunkLoader:
             if name is not None:
                 ds = ds[[name]]
             chunk = ds.isel({d: s for d, s in slices.items() if d in ds.dims})
-            loaded.append(_load_in_parallel(chunk))
+            loaded.append(_load_in_parallel(chunk, self._missing))
             metrics.count("chunks_read")
             metrics.count("bytes_read", loaded[-1].nbytes)
         yield key, (loaded if self._as_list else loaded[0])
 
 
-def _load_in_parallel(chunk: xarray.Dataset) -> xarray.Dataset:
+def _load_in_parallel(
+    chunk: xarray.Dataset, missing: region_io.MissingChunks = "warn"
+) -> xarray.Dataset:
     """Load a lazily indexed chunk into memory, one thread per variable
     (windows of Zarr arrays by direct chunk decoding, see ``fast_load``)."""
     if chunk.chunks:
         return chunk.load()
 
     def load(var: xarray.Variable) -> None:
-        if not fast_load.load(var):
+        missing_chunks = fast_load.load(var, missing)
+        if missing_chunks is None:
             var.load()
+        elif missing_chunks:
+            metrics.count("source_chunks_missing", missing_chunks)
 
     threads.map_variables(load, list(chunk.variables.values()))
     return chunk

@@ -63,9 +63,17 @@ class _Location:
         )
         return zarr.open_array(self.store, path=path, mode=mode, **kwargs)
 
-    def reader(self, name: str, concurrency: int) -> region_io.RegionIO:
+    def reader(
+        self, name: str, concurrency: int, missing: region_io.MissingChunks
+    ) -> region_io.RegionIO:
         array = self._array(name, "r")
-        return region_io.RegionIO(array, concurrency, unbuffered=self.temporary)
+        # A temporary chunk is always written: a missing one is an error.
+        return region_io.RegionIO(
+            array,
+            concurrency,
+            unbuffered=self.temporary,
+            missing="error" if self.temporary else missing,
+        )
 
     def writer(
         self, name: str, concurrency: int, resume: bool
@@ -94,6 +102,7 @@ class _RegionCopier:
         regions: tuple[int, ...],
         concurrency: int,
         resume: bool = False,
+        missing: region_io.MissingChunks = "warn",
     ):
         self._source = source
         self._target = target
@@ -101,6 +110,7 @@ class _RegionCopier:
         self._regions = regions
         self._concurrency = concurrency
         self._resume = resume
+        self._missing = missing
         self._init_cache()
 
     def _init_cache(self) -> None:
@@ -129,7 +139,7 @@ class _RegionCopier:
                 self._token = token
             if name not in self._arrays:
                 self._arrays[name] = (
-                    self._source.reader(name, self._concurrency),
+                    self._source.reader(name, self._concurrency, self._missing),
                     self._target.writer(name, self._concurrency, self._resume),
                 )
             return self._arrays[name]
@@ -142,13 +152,16 @@ class _RegionCopier:
             slice(key.offsets.get(d, 0), min(key.offsets.get(d, 0) + size, n))
             for d, size, n in zip(self._dims, self._regions, shape, strict=True)
         )
-        copied = target.copy_from(source, region)
-        if copied is None:
+        done = target.copy_from(source, region)
+        if done is None:
             metrics.count("rechunk_regions_skipped")
             yield 0
             return
+        copied, missing = done
         metrics.count("rechunk_regions_copied")
         metrics.count("rechunk_bytes_copied", copied)
+        if missing:
+            metrics.count("source_chunks_missing", missing)
         yield copied
 
 
@@ -281,6 +294,12 @@ class RechunkZarr(beam.PTransform):
         mode 'r+', a temporary store left by the same plan is kept, and every
         region whose objects all exist in its destination is skipped.
       cost_model: costs used to choose the plan.
+      missing_chunks: what a chunk missing from the source means: 'warn'
+        (the default: read as the fill value, counted in the
+        ``source_chunks_missing`` counter and logged once per array),
+        'error' (the task fails, naming the chunk) or 'fill' (read as the
+        fill value, quietly). A missing chunk of a temporary store is always
+        an error.
 
     Raises:
       ValueError: when built, for target chunks naming unknown dimensions,
@@ -312,8 +331,15 @@ class RechunkZarr(beam.PTransform):
         keep_temp: bool = False,
         cost_model: planning.CostModel | None = None,
         resume: bool = False,
+        missing_chunks: region_io.MissingChunks = "warn",
     ):
         super().__init__()
+        if missing_chunks not in ("error", "warn", "fill"):
+            raise ValueError(
+                f"missing_chunks must be 'error', 'warn' or 'fill', got "
+                f"{missing_chunks!r}"
+            )
+        self.missing_chunks = missing_chunks
         if resume and mode == "w":
             raise ValueError(
                 "resume=True continues writing an existing target; mode='w' would "
@@ -378,6 +404,15 @@ class RechunkZarr(beam.PTransform):
             layout_encoding,
             stores.check_mode_name(mode),
             storage_options,
+            kind="RechunkZarr",
+            extra={
+                "source": str(locations.location(self.source)),
+                "plan": [
+                    [list(stage.regions) for stage in plan.stages]
+                    for plan in self.plan.plans
+                ],
+            },
+            resume=resume,
         )
         for name in names:
             _check_same_stored_dtype(
@@ -425,6 +460,14 @@ class RechunkZarr(beam.PTransform):
         )
 
     def expand(self, pbegin):
+        runners.check_runner(
+            pbegin.pipeline,
+            {
+                "source store": self.source,
+                "target store": self.target,
+                "temp_store": self.temp_store,
+            },
+        )
         existing = self.resume and self._options.mode != "r+"
         if existing and stores.store_state(self.target, self.storage_options) == "zarr":
             self._options = dataclasses.replace(self._options, mode="r+")
@@ -470,6 +513,7 @@ class RechunkZarr(beam.PTransform):
                     stage.regions,
                     stage.concurrency,
                     self.resume,
+                    self.missing_chunks,
                 )
                 copied = (
                     pbegin

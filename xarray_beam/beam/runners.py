@@ -18,11 +18,14 @@ use it unless told otherwise; pass ``--runner`` to choose another.
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import apache_beam as beam
+import zarr.storage
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     PipelineOptions,
@@ -31,6 +34,28 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.runner import PipelineRunner
 
 IN_PROCESS_RUNNER = "xarray_beam.beam.runners.InProcessRunner"
+# Runners whose workers run on the launching machine.
+_THIS_MACHINE = frozenset(
+    {
+        "InProcessRunner",
+        "DirectRunner",
+        "SwitchingDirectRunner",
+        "BundleBasedDirectRunner",
+        "FnApiRunner",
+        "PrismRunner",
+        "TestDirectRunner",
+    }
+)
+# Runners that cannot run the package's pipelines correctly, and why.
+_REFUSED = {
+    "DaskRunner": (
+        "Beam's DaskRunner re-executes the steps that feed side inputs, runs "
+        "only the last branch of a pipeline and drops what a step emits when "
+        "a bundle finishes; xarray_beam relies on all three (store setup, "
+        "writes that wait for it, merging partial results), so its stores "
+        "would be silently wrong. Use the DirectRunner, Dataflow, Flink or Spark"
+    ),
+}
 _IN_PROCESS_NAMES = frozenset(
     {IN_PROCESS_RUNNER, "InProcessRunner", "FnApiRunner", "BundleBasedDirectRunner"}
 )
@@ -129,3 +154,81 @@ def collect(
             | "Store" >> beam.Map(_store, token)
         )
     return _RESULTS.pop(token)
+
+
+def _runner_name(pipeline: Any) -> str:
+    runner = getattr(pipeline, "runner", None)
+    name = type(runner).__name__ if runner is not None else ""
+    options = getattr(pipeline, "_options", None)
+    if options is not None and name in ("", "PipelineRunner"):
+        name = (options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
+    return name
+
+
+def runs_on_this_machine(pipeline: Any) -> bool:
+    """Whether every worker of a pipeline's runner runs on this machine
+    (the DirectRunner in any mode, Prism, or the PortableRunner with its
+    embedded job service and loopback workers), so local paths mean the
+    same to the workers as here.
+
+    Example:
+      >>> runs_on_this_machine(beam.Pipeline(InProcessRunner()))
+      True
+    """
+    name = _runner_name(pipeline)
+    if name in _THIS_MACHINE:
+        return True
+    if name == "PortableRunner":
+        options = pipeline.options.get_all_options()
+        return options.get("job_endpoint") == "embed" and options.get(
+            "environment_type"
+        ) in ("LOOPBACK", "loopback")
+    return False
+
+
+def check_runner(
+    pipeline: Any, paths: Mapping[str, Any] = MappingProxyType({})
+) -> None:
+    """Refuse, while a pipeline is built, a runner that cannot run the
+    package's transforms correctly, and local paths on runners whose workers
+    run elsewhere (where the paths mean other disks, or none).
+
+    Args:
+      pipeline: the pipeline being built.
+      paths: ``{what: store}`` of the stores and temporary locations the
+        transform reads or writes. A shared file system mounted at the same
+        path on every worker is spelled ``file:///path``.
+
+    Raises:
+      ValueError: naming the runner, or the location and what it is for.
+
+    Example:
+      ``check_runner(pcoll.pipeline, {'target store': self.store})``
+    """
+    name = _runner_name(pipeline)
+    if name in _REFUSED:
+        raise ValueError(f"xarray_beam cannot run on the {name}: {_REFUSED[name]}")
+    if runs_on_this_machine(pipeline):
+        return
+    for what, store in paths.items():
+        if _is_local_path(store):
+            raise ValueError(
+                f"the {what} {store} is a local path, but the {name or 'runner'}'s "
+                f"workers run on other machines, where it means another disk (or "
+                f"none): use object storage (gs://, s3://) or a shared file system "
+                f"mounted at the same path everywhere, spelled file://{store}"
+            )
+
+
+def _is_local_path(store: Any) -> bool:
+    if store is None:
+        return False
+    if isinstance(store, zarr.storage.LocalStore):
+        return True
+    if isinstance(store, os.PathLike):
+        store = os.fspath(store)
+    return (
+        isinstance(store, str)
+        and "://" not in store
+        and not store.startswith("memory:")
+    )

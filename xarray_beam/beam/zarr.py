@@ -10,14 +10,13 @@ waits for setup through a side input, puts its variables into place (see
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import apache_beam as beam
 import xarray
 
-from xarray_beam.beam import metrics, reading, threadmap
+from xarray_beam.beam import metrics, reading, runners, threadmap
 from xarray_beam.io import append as append_lib
 from xarray_beam.io import chunk_writer, locations, stores, zarr_io
 from xarray_beam.io.stores import StoreLike
@@ -58,7 +57,9 @@ def _append_setup(
 ):
     append_lib.extend_store(options.store, template, plan, options.storage_options)
     full = append_lib.full_template(template, plan)
-    return zarr_io.target_from_store(full, options, token=uuid.uuid4().hex)
+    target = zarr_io.target_from_store(full, options, token=options.job)
+    zarr_io.record_append(full, target, options)
+    return target
 
 
 def _setup_from_side_input(_, template, options: zarr_io.WriteOptions):
@@ -192,6 +193,7 @@ class ChunksToZarr(beam.PTransform):
             encoding,
             stores.check_mode_name(mode, needs_setup),
             storage_options,
+            resume=resume,
         )
         if resume and not isinstance(self.options.store, str):
             raise TypeError(
@@ -218,6 +220,7 @@ class ChunksToZarr(beam.PTransform):
             zarr_io.target_from_store(self.template, options, token="")
 
     def expand(self, pcoll):
+        runners.check_runner(pcoll.pipeline, {"target store": self.options.store})
         sources = reading.sources_read(pcoll.pipeline)
         locations.check_apart(
             self.options.store,

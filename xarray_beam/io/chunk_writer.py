@@ -150,10 +150,12 @@ class ArrayWriter:
             compat.writing_every_chunk(self.array).set_basic_selection(region, values)
         return True
 
-    def copy_from(self, source: region_io.RegionIO, region: Region) -> int | None:
+    def copy_from(
+        self, source: region_io.RegionIO, region: Region
+    ) -> tuple[int, int] | None:
         """Copy ``region`` of another array (stored values as they are) into
-        this one, through a buffer the worker's tasks share; the bytes
-        copied, or None if resuming skipped it."""
+        this one, through a buffer the worker's tasks share; the bytes copied
+        and the missing source chunks, or None if resuming skipped it."""
         if self.written(region):
             return None
         return region_io.copy_region(source, self._io, region)

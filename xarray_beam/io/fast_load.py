@@ -23,21 +23,31 @@ import xarray
 from xarray_beam.io import compat, region_io
 
 
-def load(variable: xarray.Variable) -> bool:
+def load(
+    variable: xarray.Variable, missing: region_io.MissingChunks = "fill"
+) -> int | None:
     """Load a variable's values in place by direct chunk decoding, if it is a
-    window of a Zarr array RegionIO can read; False (nothing done) otherwise.
+    window of a Zarr array RegionIO can read; None (nothing done) otherwise.
+
+    Args:
+      variable: the lazily indexed variable.
+      missing: what a missing chunk means (see ``RegionIO.read``).
+
+    Returns:
+      The number of missing chunks read as the fill value, or None if the
+      variable is left to xarray.
 
     Example:
-      ``if not load(var): var.load()``
+      ``if load(var) is None: var.load()``
     """
     window = compat.zarr_window(variable)
     if window is None:
-        return False
+        return None
     array, region = window
-    io = region_io.RegionIO(array)
+    io = region_io.RegionIO(array, missing=missing)
     if not io.direct:
-        return False
+        return None
     out = np.empty(variable.shape, variable.dtype)
-    io.read(region, out)
+    missing_chunks = io.read(region, out)
     variable.values = out
-    return True
+    return missing_chunks

@@ -11,24 +11,27 @@ plain file I/O on a local disk (through the zarr store elsewhere). Chunks
 stored uncompressed on a local disk (the temporary arrays of rechunk passes)
 move between the file and a (possibly strided) buffer with vectored I/O and
 no copy in between. Other arrays go through zarr's API, and so does any chunk
-the direct path fails to decode or encode: zarr then reads or writes it, or
-raises its own error.
+the direct path fails to decode or encode: zarr then reads or writes it. A
+chunk zarr cannot decode either raises a ValueError naming the chunk's key,
+the array and the store (from zarr's or the codec's own error).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import mmap
 import os
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
 import zarr.storage
 from zarr.buffer import cpu, default_buffer_prototype
 
-from xarray_beam.io import _direct, compat, files, threads
+from xarray_beam.io import _direct, compat, files, threads, verify
 
 Region = tuple[slice, ...]
 
@@ -39,6 +42,51 @@ Region = tuple[slice, ...]
 _VECTORED_CONCURRENCY = 2
 
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+MissingChunks = Literal["error", "warn", "fill"]
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+class MissingChunkError(ValueError):
+    """A chunk of a store is missing (and would read as the fill value)."""
+
+
+def _warn_once(array: zarr.Array, count: int) -> None:
+    where = f"{_array_name(array)} in {_store_name(array)}"
+    with _warned_lock:
+        if where in _warned:
+            return
+        _warned.add(where)
+    _log.warning(
+        "%d chunk(s) of %s are missing and read as the fill value (counter "
+        "'source_chunks_missing' counts them all); pass missing_chunks='error' "
+        "to refuse them, or 'fill' to accept them quietly",
+        count,
+        where,
+    )
+
+
+def _array_name(array: zarr.Array) -> str:
+    return f"array {array.path!r}" if array.path else "the root array"
+
+
+async def _list(store: Any, prefix: str) -> list[str]:
+    return [key async for key in store.list_prefix(prefix)]
+
+
+def _present_blocks(array: zarr.Array) -> set[tuple[int, ...]]:
+    """Indices of the stored objects (chunks, or shards) of an array."""
+    prefix = f"{array.path}/" if array.path else ""
+    parse = verify.chunk_key_parser(array)
+    found = set()
+    for key in compat.run(_list(array.store, prefix)):
+        index = parse(key[len(prefix) :])
+        if index is not None:
+            found.add(index)
+    return found
 
 
 class _CodecError(Exception):
@@ -103,6 +151,31 @@ def _intersect(a: Region, b: Region) -> Region:
         slice(max(x.start, y.start), min(x.stop, y.stop))
         for x, y in zip(a, b, strict=True)
     )
+
+
+def _chunk_key(array: zarr.Array, index: tuple[int, ...]) -> str:
+    """The key of the stored object of a chunk, relative to its array (the
+    shard holding it, for a sharded array), or its index if zarr cannot say."""
+    shards = getattr(array, "shards", None)
+    if shards is not None:
+        index = tuple(
+            i * c // s for i, c, s in zip(index, array.chunks, shards, strict=True)
+        )
+    try:
+        prefix, separator = _direct.chunk_key_encoding(array)
+    except Exception:  # an unforeseen key encoding: the index says enough
+        return "/".join(str(i) for i in index) or "0"
+    if not index:
+        return prefix.rstrip(separator) or "0"
+    return prefix + separator.join(str(i) for i in index)
+
+
+def _store_name(array: zarr.Array) -> str:
+    """Where an array's store is: a local path, or the store's URL."""
+    store = array.store
+    if type(store) is zarr.storage.LocalStore:
+        return str(store.root)
+    return str(store)
 
 
 class _Objects:
@@ -186,7 +259,8 @@ class RegionIO:
       >>> io = RegionIO(array, concurrency=2)
       >>> io.write((slice(0, 2), slice(0, 6)), np.arange(12).reshape(2, 6))
       >>> out = np.empty((1, 4), 'i4')
-      >>> io.read((slice(1, 2), slice(1, 5)), out)
+      >>> io.read((slice(1, 2), slice(1, 5)), out)  # no chunk is missing
+      0
       >>> out.tolist()
       [[7, 8, 9, 10]]
     """
@@ -197,9 +271,17 @@ class RegionIO:
         concurrency: int = 1,
         direct: bool = True,
         unbuffered: bool = False,
+        missing: MissingChunks = "fill",
     ):
+        if missing not in ("error", "warn", "fill"):
+            raise ValueError(
+                f"missing_chunks must be 'error', 'warn' or 'fill', got {missing!r}"
+            )
         self.array = array
         self.concurrency = max(1, concurrency)
+        self.missing = missing
+        self._present: set[tuple[int, ...]] | None = None
+        self._lock = threading.Lock()
         codec = _direct.for_array(array) if direct else None
         self._codec = codec
         objects = _Objects(array, codec) if codec is not None else None
@@ -292,17 +374,42 @@ class RegionIO:
 
         self._map(write_chunk, list(self._chunks(region)))
 
-    def read(self, region: Region, out: np.ndarray) -> None:
-        """Read ``region`` into ``out``, decoding one stored chunk per call."""
+    def read(self, region: Region, out: np.ndarray) -> int:
+        """Read ``region`` into ``out``, decoding one stored chunk per call.
+
+        A chunk whose object is missing reads as the fill value; what else
+        happens follows ``missing``: 'fill' nothing, 'warn' a warning (once
+        per array and process), 'error' a ``MissingChunkError``.
+
+        Returns:
+          The number of missing chunks read (always 0 with ``missing='fill'``
+          through zarr-python, which does not tell).
+        """
         origin = [s.start for s in region]
+        missing: list[tuple[int, ...]] = []
+
+        def note(index: tuple[int, ...]) -> None:
+            if self.missing == "error":
+                raise MissingChunkError(
+                    f"chunk {_chunk_key(self.array, index)!r} of "
+                    f"{_array_name(self.array)} in {_store_name(self.array)} is "
+                    f"missing: it would read as the fill value "
+                    f"(missing_chunks='error'; pass 'warn' or 'fill' to accept that)"
+                )
+            with self._lock:
+                missing.append(index)
+
         if not self.direct:
 
             def read_part(item: tuple[tuple[int, ...], Region]) -> None:
                 part = _intersect(item[1], region)
-                self._read_through_zarr(part, _view(out, _relative(part, origin)))
+                target = _view(out, _relative(part, origin))
+                if self.missing != "fill" and not self._stored(item[0]):
+                    note(item[0])
+                self._read_chunk_through_zarr(item[0], part, target)
 
             self._map(read_part, list(self._chunks(region)))
-            return
+            return self._report(missing)
         # Both set, as the array goes the direct path.
         codec = cast(_direct.ChunkCodec, self._codec)
         objects = cast(_Objects, self._objects)
@@ -316,7 +423,9 @@ class RegionIO:
             inner = _relative(part, [c.start for c in chunk])
             if self._files is not None:
                 path = objects.path(index)
-                self._files.read(path, target, None if whole else inner, scratch)
+                inside = None if whole else inner
+                if not self._files.read(path, target, inside, scratch):
+                    note(index)
                 return
             direct = whole and target.flags.c_contiguous
             # otherwise part of a chunk (an edge, a partial read) or strided
@@ -325,14 +434,35 @@ class RegionIO:
                 found = objects.read(index, lambda data: _decode(codec, data, block))
             except _CodecError as error:
                 _direct.note_fallback(self.array, error.__cause__)
-                self._read_through_zarr(part, target)
+                self._read_chunk_through_zarr(index, part, target)
                 return
             if found and not direct:
                 target[...] = block[inner]
             if not found:
+                note(index)
                 target[...] = codec.fill_value
 
         self._map(read_chunk, list(self._chunks(region)))
+        return self._report(missing)
+
+    def _stored(self, index: tuple[int, ...]) -> bool:
+        """Whether the object holding chunk ``index`` exists (one listing of
+        the array per RegionIO)."""
+        with self._lock:
+            if self._present is None:
+                self._present = _present_blocks(self.array)
+            present = self._present
+        blocks = verify.block_shape(self.array)
+        chunks = tuple(self.array.chunks)
+        return (
+            tuple(i * c // b for i, c, b in zip(index, chunks, blocks, strict=True))
+            in present
+        )
+
+    def _report(self, missing: list[tuple[int, ...]]) -> int:
+        if missing and self.missing == "warn":
+            _warn_once(self.array, len(missing))
+        return len(missing)
 
     def _write_through_zarr(self, region: Region, data: np.ndarray) -> None:
         compat.writing_every_chunk(self.array).set_basic_selection(region, data)
@@ -341,6 +471,27 @@ class RegionIO:
         self.array.get_basic_selection(
             region, out=cpu.NDBuffer.from_numpy_array(target)
         )
+
+    def _read_chunk_through_zarr(
+        self, index: tuple[int, ...], region: Region, target: np.ndarray
+    ) -> None:
+        """Read ``region``, inside the chunk at ``index``, through zarr.
+
+        Raises:
+          ValueError: naming the chunk, array and store, if zarr cannot
+            decode the chunk (from zarr's or the codec's own error).
+        """
+        try:
+            self._read_through_zarr(region, target)
+        except (OSError, MemoryError):  # the machine's trouble, not the chunk's
+            raise
+        except Exception as error:
+            path = self.array.path
+            array = f"array {path!r}" if path else "the root array"
+            raise ValueError(
+                f"cannot decode chunk {_chunk_key(self.array, index)!r} of {array} "
+                f"in {_store_name(self.array)}: {error}"
+            ) from error
 
     def _scratch(self) -> _direct.Scratch | None:
         """Buffers for direct I/O of this call's chunk files (made if needed)."""
@@ -352,9 +503,10 @@ class RegionIO:
         threads.map_bounded(fn, items, self.concurrency)
 
 
-def copy_region(source: RegionIO, target: RegionIO, region: Region) -> int:
+def copy_region(source: RegionIO, target: RegionIO, region: Region) -> tuple[int, int]:
     """Copy ``region`` of one array into the same region of another, through
-    a buffer the worker's tasks share; returns the bytes copied.
+    a buffer the worker's tasks share; returns the bytes copied and the
+    number of missing source chunks (see ``RegionIO.read``).
 
     Example:
       ``copy_region(RegionIO(pancakes), RegionIO(pencils), (slice(0, 24),))``
@@ -364,8 +516,8 @@ def copy_region(source: RegionIO, target: RegionIO, region: Region) -> int:
     memory = _direct.POOL.take(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
     try:
         buffer = memory.view(dtype).reshape(shape)
-        source.read(region, buffer)
+        missing = source.read(region, buffer)
         target.write(region, buffer)
     finally:
         _direct.POOL.give(memory)
-    return memory.nbytes
+    return memory.nbytes, missing

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import pickle
 import re
 import uuid
@@ -30,6 +31,7 @@ from xarray_beam.io import locations, region_io, stores
 Kind = Literal["zarr", "spill"]
 MARKER = "xarray_beam_rechunk_temp"
 _SPILL_FILE = re.compile(r"[0-9a-f]{32}-\d+-\d+\.pkl")
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +119,12 @@ def check_ours(location: Any, storage_options: Mapping[str, Any] | None, kind: K
         group = stores.open_group(location, "r", storage_options)
         if group.attrs.get(MARKER):
             return state
+    if (
+        kind == "spill"
+        and state == "other"
+        and _only_spill_files(location, storage_options)
+    ):
+        return "leftovers"
     raise FileExistsError(
         f"temp_store {stores.describe(location)} already holds data that is not "
         f"temporary data of xarray_beam; choose another temp_store"
@@ -139,9 +147,29 @@ def claim(
       ``temp = claim('/scratch/clim-temp', None, 'spill')``
     """
     state = check_ours(location, storage_options, kind)
-    return TempLocation(
-        location, storage_options, kind, chosen_by_us or state == "missing"
+    temp = TempLocation(
+        location,
+        storage_options,
+        kind,
+        chosen_by_us or state in ("missing", "leftovers"),
     )
+    if state == "leftovers":
+        # Spill files of an interrupted run: partial results nobody will
+        # merge (the outputs they fed are written again).
+        _log.warning(
+            "removing spill files left in temp_store %s by an interrupted run",
+            stores.describe(location),
+        )
+        _remove_spills(dataclasses.replace(temp, remove_root=False))
+    return temp
+
+
+def _only_spill_files(location: Any, storage_options: Mapping[str, Any] | None) -> bool:
+    if not isinstance(location, str):
+        return False
+    fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
+    return bool(names) and all(_SPILL_FILE.fullmatch(name) for name in names)
 
 
 def create_zarr(

@@ -4,21 +4,30 @@ Chunk objects are found with one listing per array (not one request per
 chunk), compared with the grid the array's metadata implies, and missing
 chunks are reported as element ranges. Optionally every chunk is read back to
 catch objects that exist but do not decode.
+
+A store the package wrote says so (see ``job_records``): then every array
+its job description lists must exist, consolidated metadata must be there,
+and, since such stores keep every chunk, an absent chunk is a missing one.
+Other stores may leave out chunks that hold only the fill value (zarr's
+default): their absent chunks are reported apart, as reading as the fill
+value, and do not make the store incomplete. An empty store is never
+complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import fsspec
 import xarray
 import zarr
 
-from xarray_beam.io import _direct, stores
+from xarray_beam.io import _direct, job_records, stores
 from xarray_beam.io.stores import StoreLike
 
 _SHOWN = 5
@@ -36,6 +45,8 @@ class ArrayReport:
       expected: number of objects the metadata implies.
       missing: element ranges ``((start, stop), ...)`` of each missing object.
       unreadable: element ranges of objects that failed to decode.
+      absent: element ranges of objects absent from a store that may leave
+        out chunks holding only the fill value (they read as the fill value).
     """
 
     name: str
@@ -45,6 +56,7 @@ class ArrayReport:
     expected: int
     missing: tuple[tuple[tuple[int, int], ...], ...] = ()
     unreadable: tuple[tuple[tuple[int, int], ...], ...] = ()
+    absent: tuple[tuple[tuple[int, int], ...], ...] = ()
 
     def _describe(self, ranges) -> str:
         shown = [
@@ -68,6 +80,11 @@ class ArrayReport:
             lines.append(
                 f"{self.name}: {len(self.unreadable)} chunks do not decode: "
                 f"{self._describe(self.unreadable)}"
+            )
+        if self.absent:
+            lines.append(
+                f"{self.name}: {len(self.absent)} of {self.expected} chunks absent "
+                f"(read as the fill value): {self._describe(self.absent)}"
             )
         return "\n".join(lines) or f"{self.name}: all {self.expected} chunks present"
 
@@ -104,7 +121,9 @@ class VerifyReport:
             f"{len(self.problems)} metadata problems)"
         )
         lines = [head]
-        lines += [f"  {a}" for a in self.arrays if a.missing or a.unreadable]
+        lines += [
+            f"  {a}" for a in self.arrays if a.missing or a.unreadable or a.absent
+        ]
         lines += [f"  {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -114,8 +133,13 @@ def block_shape(array: zarr.Array) -> tuple[int, ...]:
     return tuple(shards) if shards else tuple(array.chunks)
 
 
-def _chunk_key_parser(array: zarr.Array):
-    """A function from an object key (relative to the array) to a chunk index."""
+def chunk_key_parser(array: zarr.Array) -> Callable[[str], tuple[int, ...] | None]:
+    """A function from an object key (relative to the array) to the index of
+    the chunk (or shard) it holds, or None for other keys.
+
+    Example:
+      ``chunk_key_parser(array)('c/3/0/0')`` is ``(3, 0, 0)``
+    """
     prefix, separator = _direct.chunk_key_encoding(array)
     ndim = len(array.shape)
 
@@ -138,7 +162,7 @@ def present_blocks(
     """Chunk indices with an object in the store, from one listing."""
     fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
     directory = f"{root.rstrip('/')}/{array.path}"
-    parse = _chunk_key_parser(array)
+    parse = chunk_key_parser(array)
     found = set()
     for path in fs.find(directory):
         index = parse(path[len(directory) + 1 :])
@@ -196,9 +220,20 @@ def verify_zarr(
     if stores.store_state(location, storage_options) != "zarr":
         raise FileNotFoundError(f"there is no Zarr store at {location}")
     group = stores.open_group(location, "r", storage_options)
+    record = job_records.read(location, storage_options)
+    every_chunk = record is not None and record.writes_every_chunk
     problems = []
     reports = []
     arrays = dict(group.arrays())
+    if not arrays:
+        problems.append("the store holds no arrays (was its setup interrupted?)")
+    if record is not None:
+        problems += _compare_with_description(arrays, record.description)
+    if record is not None and not _has_consolidated_metadata(location, storage_options):
+        problems.append(
+            "the store has no consolidated metadata (was its setup or a write "
+            "interrupted?)"
+        )
     for name, array in sorted(arrays.items()):
         dims = tuple(stores.array_dims(array))
         blocks = block_shape(array)
@@ -217,6 +252,7 @@ def verify_zarr(
                     array.get_basic_selection(tuple(slice(a, b) for a, b in region))
                 except Exception:  # noqa: BLE001 - any failure means unreadable
                     unreadable.append(region)
+        ranges = tuple(_region(i, blocks, array.shape) for i in missing)
         reports.append(
             ArrayReport(
                 name,
@@ -224,13 +260,51 @@ def verify_zarr(
                 tuple(array.shape),
                 blocks,
                 len(expected),
-                tuple(_region(i, blocks, array.shape) for i in missing),
+                ranges if every_chunk else (),
                 tuple(unreadable),
+                () if every_chunk else ranges,
             )
         )
     if template is not None:
         problems += _compare_with_template(arrays, template)
     return VerifyReport(location, tuple(reports), tuple(problems))
+
+
+def _compare_with_description(
+    arrays: Mapping[str, zarr.Array], description: Mapping[str, Any]
+) -> list[str]:
+    """Arrays the job that wrote the store meant to create, and did not."""
+    problems = []
+    wanted = {
+        **{n: v.get("shape") for n, v in description.get("variables", {}).items()},
+        **{n: None for n in description.get("coords", {})},
+    }
+    for name, shape in wanted.items():
+        if name not in arrays:
+            problems.append(
+                f"array {name!r} of the job that wrote the store is missing (was "
+                f"its setup interrupted?)"
+            )
+        elif shape is not None and list(arrays[name].shape) != list(shape):
+            problems.append(
+                f"array {name!r} has shape {tuple(arrays[name].shape)}, but the "
+                f"job that wrote the store made it {tuple(shape)}"
+            )
+    return problems
+
+
+def _has_consolidated_metadata(
+    location: str, storage_options: Mapping[str, Any] | None
+) -> bool:
+    fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    root = root.rstrip("/")
+    if fs.exists(f"{root}/.zmetadata"):
+        return True
+    try:
+        with fs.open(f"{root}/zarr.json", "rb") as f:
+            return json.load(f).get("consolidated_metadata") is not None
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def _compare_with_template(

@@ -15,20 +15,19 @@ import dataclasses
 import uuid
 import warnings
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Literal, cast
 
 import dask.array
 import numpy as np
 import xarray
+import zarr
+import zarr.storage
 
-from xarray_beam.io import chunk_writer, stores
+from xarray_beam.io import chunk_writer, job_records, stores
 from xarray_beam.io.stores import StoreLike
-from xarray_beam.model import planning, templates
+from xarray_beam.model import fingerprints, planning, templates
 from xarray_beam.model import zarr_layout as layout_lib
 from xarray_beam.model.key import Key
-
-if TYPE_CHECKING:
-    import zarr
 
 
 def open_zarr(store: StoreLike, **kwargs: Any) -> tuple[xarray.Dataset, dict[str, int]]:
@@ -118,6 +117,12 @@ class WriteOptions:
       encoding: per-variable encoding for new stores.
       mode: 'w-' (create), 'w' (overwrite) or 'r+' (write into).
       storage_options: fsspec options for URLs.
+      job: the id of the launch (fixed when the transform is built), so a
+        retried or re-executed setup recognises the store it set up.
+      kind: the kind of job, for its description.
+      extra: what else defines the job's output (its source, plan, ...).
+      resume: continue the same job in an existing store: its recorded
+        description must match.
 
     Example:
       ``WriteOptions('/data/out.zarr', {'time': 24}, mode='w')``
@@ -130,6 +135,10 @@ class WriteOptions:
     encoding: Mapping[str, Mapping[str, Any]] | None = None
     mode: stores.Mode = "w-"
     storage_options: Mapping[str, Any] | None = None
+    job: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    kind: str = "ChunksToZarr"
+    extra: Mapping[str, Any] | None = None
+    resume: bool = False
 
 
 def _setup_dataset(
@@ -215,12 +224,14 @@ def target_from_store(
         )
     indexes = layout_lib.template_indexes(template)
     for dim, values in indexes.items():
-        if dim in existing.indexes and not np.array_equal(
-            np.asarray(existing.indexes[dim]), values
-        ):
+        if dim not in existing.indexes:
+            continue
+        stored = np.asarray(existing.indexes[dim])
+        if not layout_lib.labels_equal(stored, values):
             raise ValueError(
                 f"the {dim!r} coordinate of the Zarr store at {name_of_store} "
-                f"differs from the template's"
+                f"differs from the template's: "
+                f"{_difference(stored, values, 'in the store', 'in the template')}"
             )
     zarr_format = stores.open_group(
         options.store, "r", options.storage_options
@@ -234,40 +245,217 @@ def target_from_store(
     )
 
 
+def _label(value: Any) -> str:
+    """A label as it prints best: floats in full, others by their repr."""
+    if isinstance(value, np.floating):
+        return repr(float(value))
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return str(value)
+    return repr(value)
+
+
+def _difference(got: np.ndarray, want: np.ndarray, got_as: str, want_as: str) -> str:
+    """Where two arrays of labels first differ, in words."""
+    if got.shape != want.shape:
+        return f"{got.shape[0]} labels {got_as} but {want.shape[0]} {want_as}"
+    first = layout_lib.first_difference(got, want)
+    return (
+        f"element {first} is {_label(got[first])} {got_as} but "
+        f"{_label(want[first])} {want_as}"
+    )
+
+
+def check_coordinates_storable(
+    template: xarray.Dataset,
+    target: layout_lib.ZarrTarget,
+    encoding: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Check, before a store is created, that the template's in-memory
+    coordinates can be stored and its index labels read back as they are.
+
+    Each of them is written, with the encoding it would get, to a store in
+    memory and read back with xarray. Chunks are placed by their labels, so
+    an index that reads back differently (a float64 index stored as
+    float32, times at a finer step than the encoding's units) would make
+    every write fail against the new store.
+
+    Raises:
+      ValueError: naming the coordinate, if encoding it fails or an index
+        reads back with other labels (NaN and NaT match themselves).
+
+    Example:
+      ``check_coordinates_storable(template, plan_target(template))``
+    """
+    dataset, all_encoding = _setup_dataset(template, target, encoding or {})
+    indexes = layout_lib.template_indexes(template)
+    shown = {
+        name: {k: v for k, v in enc.items() if k != "chunks"}
+        for name, enc in all_encoding.items()
+    }
+    for name, coord in dataset.coords.items():
+        if name in target.variables:
+            continue  # lazy: written (and encoded) chunk by chunk
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                memory = zarr.storage.MemoryStore()
+                xarray.Dataset(coords={name: coord.variable}).to_zarr(
+                    memory,
+                    zarr_format=target.zarr_format,
+                    encoding={name: all_encoding[name]},
+                    consolidated=False,
+                )
+                stored = xarray.open_zarr(memory, chunks=None, consolidated=False)
+                read_back = np.asarray(stored[name].values)
+        except (OSError, MemoryError):
+            raise
+        except Exception as error:
+            raise ValueError(
+                f"the template's coordinate {name!r} ({coord.dtype}, encoding "
+                f"{shown[name]}) cannot be stored in Zarr: {error}"
+            ) from error
+        if name in indexes and not layout_lib.labels_equal(read_back, indexes[name]):
+            difference = _difference(
+                read_back, indexes[name], "when read back", "in the template"
+            )
+            raise ValueError(
+                f"the template's index coordinate {name!r} would not read back "
+                f"from Zarr as it is, with encoding {shown[name]}: "
+                f"{difference}. Chunks are placed by their labels, so none could "
+                f"be written; fix the coordinate's encoding (e.g. its dtype or "
+                f"time units) or its values"
+            )
+
+
 def setup(template: xarray.Dataset, options: WriteOptions) -> layout_lib.ZarrTarget:
     """Create (or check, for mode 'r+') a store; return where chunks go.
+
+    For a new store, everything that can be checked from the template alone
+    (names, layout, and that its coordinates can be stored and its labels
+    read back, see ``check_coordinates_storable``) is checked before the
+    store is created.
 
     Example:
       ``target = setup(make_template(ds), WriteOptions('out.zarr', mode='w'))``
     """
     if not isinstance(template, xarray.Dataset):
         raise TypeError(f"the template must be an xarray.Dataset, got {type(template)}")
-    token = uuid.uuid4().hex
-    stores.check_mode(options.store, options.mode, options.storage_options)
-    if options.mode != "r+":
-        planned = layout_lib.plan_target(
+    store, storage_options = options.store, options.storage_options
+    planned = (
+        layout_lib.plan_target(
             template,
             options.zarr_chunks,
             options.zarr_shards,
             options.zarr_format,
             options.encoding,
         )
-        dataset, encoding = _setup_dataset(template, planned, options.encoding or {})
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Consolidated metadata")
-            dataset.to_zarr(
-                options.store,
-                mode=options.mode,
-                compute=False,
-                consolidated=True,
-                zarr_format=planned.zarr_format,
-                encoding=encoding,
-                storage_options=dict(options.storage_options or {}) or None,
+        if options.mode != "r+" or options.resume
+        else None
+    )
+    wanted = (
+        None
+        if planned is None
+        else job_records.JobRecord(
+            options.job,
+            "",
+            fingerprints.describe(options.kind, template, planned, options.extra),
+        )
+    )
+    if wanted is not None:
+        wanted = dataclasses.replace(
+            wanted, fingerprint=fingerprints.fingerprint(wanted.description)
+        )
+    state = stores.store_state(store, storage_options)
+    record = job_records.read(store, storage_options) if state == "zarr" else None
+    ours = (
+        record is not None
+        and wanted is not None
+        and record.fingerprint == wanted.fingerprint
+        and (record.job == options.job or options.resume)
+    )
+    if options.resume and record is not None and wanted is not None and not ours:
+        raise ValueError(
+            f"cannot resume: the Zarr store at {stores.describe(store)} was written "
+            f"by another job ("
+            f"{fingerprints.difference(record.description, wanted.description)}); "
+            f"run the same job again to resume it, or write a new store"
+        )
+    if ours and record is not None and record.setup_done:
+        if record.job != options.job:  # a resume: retries of this run are ours
+            job_records.write(
+                store, dataclasses.replace(record, job=options.job), storage_options
             )
-    target = target_from_store(template, options, token)
+    elif options.mode != "r+" or ours:
+        # A new store, or one this job began to set up: nothing was written
+        # into it yet (writes wait for the setup to finish), so start afresh.
+        if not ours:
+            stores.check_mode(store, options.mode, storage_options)
+        assert planned is not None and wanted is not None  # not mode 'r+'
+        _create(template, planned, options, wanted)
+    target = target_from_store(template, options, options.job)
     if options.mode == "r+" and options.zarr_chunks:
         _check_chunks_match(target, options)
     return target
+
+
+def _create(
+    template: xarray.Dataset,
+    planned: layout_lib.ZarrTarget,
+    options: WriteOptions,
+    record: job_records.JobRecord,
+) -> None:
+    """Create a store's metadata, its record first, ``setup_done`` last."""
+    check_coordinates_storable(template, planned, options.encoding)
+    dataset, encoding = _setup_dataset(template, planned, options.encoding or {})
+    store, storage_options = options.store, options.storage_options
+    kwargs: dict[str, Any] = (
+        {"storage_options": dict(storage_options)} if storage_options else {}
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata")
+        # Empty the location (and create the root group), then say whose it is
+        # before any array exists, so an interrupted setup is recognisable.
+        zarr_format = cast("Literal[2, 3]", planned.zarr_format)
+        zarr.open_group(store, mode="w", zarr_format=zarr_format, **kwargs)
+        job_records.write(store, record, storage_options)
+        dataset.to_zarr(
+            store,
+            mode="a",
+            compute=False,
+            consolidated=True,
+            zarr_format=planned.zarr_format,
+            encoding=encoding,
+            write_empty_chunks=True,
+            storage_options=dict(storage_options or {}) or None,
+        )
+    job_records.write(
+        store,
+        dataclasses.replace(record, setup_done=True),
+        storage_options,
+        consolidate=True,
+    )
+
+
+def record_append(
+    template: xarray.Dataset, target: layout_lib.ZarrTarget, options: WriteOptions
+) -> None:
+    """After an append: the store's record describes its new extent (and
+    belongs to the appending job, whose retries then find it theirs)."""
+    record = job_records.read(options.store, options.storage_options)
+    if record is None:
+        return
+    description = fingerprints.describe("append", template, target, options.extra)
+    job_records.write(
+        options.store,
+        dataclasses.replace(
+            record,
+            job=options.job,
+            description=description,
+            fingerprint=fingerprints.fingerprint(description),
+        ),
+        options.storage_options,
+        consolidate=True,
+    )
 
 
 def _check_chunks_match(target: layout_lib.ZarrTarget, options: WriteOptions):

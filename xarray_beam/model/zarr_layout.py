@@ -386,15 +386,8 @@ def _check_labels(target: ZarrTarget, key: Key, chunk: xarray.Dataset) -> None:
             )
         got = np.asarray(chunk.indexes[dim])
         expected = expected_all[start:stop]
-        if not _labels_equal(got, expected):
-            first = next(
-                (
-                    i
-                    for i, (g, e) in enumerate(zip(got, expected, strict=True))
-                    if g != e
-                ),
-                0,
-            )
+        if not labels_equal(got, expected):
+            first = first_difference(got, expected)
             raise ValueError(
                 f"the {dim!r} coordinate of chunk {key} does not match the template "
                 f"at offsets [{start}, {stop}): element {first} is {got[first]!r} "
@@ -403,13 +396,59 @@ def _check_labels(target: ZarrTarget, key: Key, chunk: xarray.Dataset) -> None:
             )
 
 
-def _labels_equal(got: np.ndarray, expected: np.ndarray) -> bool:
+def _missing(values: np.ndarray) -> np.ndarray | None:
+    """Where ``values`` are missing (NaN, NaT), or None for kinds without
+    missing values."""
+    if values.dtype.kind in "fcmM":
+        return np.isnan(values)
+    return None
+
+
+def _same(got: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Elementwise label identity, as xarray sees it: a missing value (NaN,
+    NaT) is the same label as another missing value, and nothing else."""
+    try:
+        same = np.asarray(got == expected, dtype=bool)
+    except (TypeError, ValueError):  # e.g. datetimes and numbers: not the same
+        return np.zeros(got.shape, bool)
+    if same.shape != got.shape:  # numpy could not compare them elementwise
+        return np.zeros(got.shape, bool)
+    got_missing, expected_missing = _missing(got), _missing(expected)
+    if got_missing is not None and expected_missing is not None:
+        same |= got_missing & expected_missing
+    return same
+
+
+def labels_equal(got: np.ndarray, expected: np.ndarray) -> bool:
+    """Whether two arrays of labels are the same labels.
+
+    As for xarray's indexes, NaN equals NaN and NaT equals NaT (of any
+    unit); datetimes of different units compare by the time they denote.
+
+    Example:
+      >>> nat = np.datetime64('NaT')
+      >>> labels_equal(np.array(['2000-01-01', nat], 'M8[ns]'),
+      ...              np.array(['2000-01-01', nat], 'M8[s]'))
+      True
+    """
+    got, expected = np.asarray(got), np.asarray(expected)
     if got.shape != expected.shape:
         return False
-    try:
-        return bool(np.array_equal(got, expected, equal_nan=got.dtype.kind in "fc"))
-    except TypeError:
-        return bool(np.array_equal(got, expected))
+    return bool(_same(got, expected).all())
+
+
+def first_difference(got: np.ndarray, expected: np.ndarray) -> int:
+    """The position of the first label that differs (0 if the shapes differ).
+
+    Example:
+      >>> first_difference(np.array([1.0, np.nan, 3.0]), np.array([1.0, np.nan, 4]))
+      2
+    """
+    got, expected = np.asarray(got), np.asarray(expected)
+    if got.shape != expected.shape:
+        return 0
+    different = np.flatnonzero(~_same(got, expected))
+    return int(different[0]) if len(different) else 0
 
 
 def chunk_regions(

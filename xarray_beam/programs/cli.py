@@ -3,14 +3,22 @@
 Beam options go after ``--``, e.g.
 ``xarray-beam rechunk in.zarr out.zarr --target-chunks time=-1 -- --runner
 DataflowRunner --project my-project ...``.
+
+Errors are one line on stderr: mistakes in the input exit with code 2, a
+failing pipeline step (named, with the error underneath Beam's wrapping) or
+any other failure with 1, Ctrl-C with 130; ``--verbose`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import re
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, cast
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from xarray_beam.io import stores, zarr_io
 from xarray_beam.model import routes
@@ -21,7 +29,21 @@ if TYPE_CHECKING:
     import xarray
     import zarr
 
+_EXIT_FAILED = 1
 _EXIT_BAD_INPUT = 2
+_EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+# Errors in what the user asked for (raised before any pipeline step runs).
+_BAD_INPUT = (
+    ValueError,
+    TypeError,
+    FileExistsError,
+    FileNotFoundError,
+    argparse.ArgumentTypeError,
+)
+# How Beam names the step an error happened in, at the end of its message.
+_STEP = re.compile(r"\s*\[while running '(?P<step>[^']*)'\]")
+_TRACEBACK = "Traceback (most recent call last):"
+_VERBOSE_HELP = "show the full traceback of an error instead of one line"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +51,12 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(_EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help=_VERBOSE_HELP
+    )
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -154,10 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="xarray-beam",
         description="Beam pipelines over Zarr stores of xarray data: inspect, plan, "
-        "rechunk, compute climatologies, verify. Beam options go after '--'.",
+        "rechunk, compute climatologies, verify. Beam options go after '--'. "
+        "Errors are one line (exit code 2 for mistakes in the input, 1 for "
+        "failures, 130 when interrupted); --verbose shows the traceback.",
         epilog="example: xarray-beam rechunk era5.zarr pencils.zarr --target-chunks "
         "time=-1,latitude=23,longitude=45 --max-mem 256MB",
     )
+    _add_verbose(parser, default=False)
     commands = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser
     )
@@ -307,11 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_storage_options(verify)
     verify.set_defaults(func=_verify)
+    # Also after the subcommand; SUPPRESS keeps a flag given before it.
+    for sub in (info, plan, rechunk, climatology, verify):
+        _add_verbose(sub, default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``xarray-beam``; returns the exit code.
+
+    Errors are reported in one line on stderr (the traceback too with
+    ``--verbose``): exit code 2 for mistakes in the input, 1 for a failing
+    pipeline step or any other failure, 130 for Ctrl-C.
 
     Example:
       ``main(['info', 'era5.zarr'])``
@@ -323,18 +361,168 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, beam_args = argv[:cut], argv[cut + 1 :]
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = f"xarray-beam {args.command}"
     try:
-        return args.func(args, beam_args)
-    except (
-        ValueError,
-        TypeError,
-        FileExistsError,
-        FileNotFoundError,
-        argparse.ArgumentTypeError,
-    ) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"xarray-beam {args.command}: error: {message}", file=sys.stderr)
-        return _EXIT_BAD_INPUT
+        with contextlib.nullcontext() if args.verbose else _quiet_step_failures():
+            return args.func(args, beam_args)
+    except KeyboardInterrupt:
+        return _interrupted(command, args.verbose)
+    except Exception as error:  # reported in one line; --verbose shows it all
+        return _report(command, error, args.verbose)
+
+
+def _interrupted(command: str, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exc()
+    print(f"{command}: interrupted", file=sys.stderr)
+    return _EXIT_INTERRUPTED
+
+
+def _report(command: str, error: Exception, verbose: bool) -> int:
+    """Print the one-line report of an error (after its traceback, if
+    ``verbose``); returns the exit code."""
+    step, underlying = _describe_error(error)
+    if _is_interrupt(error, underlying):
+        return _interrupted(command, verbose)
+    if verbose:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    hint = "" if verbose else " (--verbose shows the traceback)"
+    if step is not None:
+        line, code = f"error in step '{step}': {underlying}{hint}", _EXIT_FAILED
+    elif isinstance(error, _BAD_INPUT):
+        line, code = f"error: {_first_line(str(error)) or underlying}", _EXIT_BAD_INPUT
+    else:
+        line, code = f"error: {underlying}{hint}", _EXIT_FAILED
+    print(f"{command}: {line}", file=sys.stderr)
+    return code
+
+
+def _describe_error(error: BaseException) -> tuple[str | None, str]:
+    r"""The pipeline step an error happened in and the error itself, in one line.
+
+    Beam reports a failing step by appending ``[while running 'Step']`` to the
+    message of an exception of the same type, or of a ``RuntimeError`` when it
+    cannot make one; runners with workers put the worker's traceback, as text,
+    in the message of a ``RuntimeError``. This finds the step and the original
+    ``Type: message`` (its first line) under any of these.
+
+    Returns:
+      The name of the step (None if the error names no step) and the error.
+
+    Example:
+      >>> _describe_error(ValueError("bad chunk [while running 'Write']"))
+      ('Write', 'ValueError: bad chunk')
+      >>> _describe_error(RuntimeError('Traceback (most recent call last):\n'
+      ...     '  File "x.py", line 1, in f\n'
+      ...     "OSError: disk full [while running 'Copy']"))
+      ('Copy', 'OSError: disk full')
+      >>> _describe_error(OSError('no space\nleft'))
+      (None, 'OSError: no space')
+    """
+    for link in _chain(error):
+        text = str(link)
+        found = list(_STEP.finditer(text))
+        if found:
+            return found[-1]["step"], _underlying(link, text[: found[-1].start()])
+    return None, _one_line(type(error).__name__, str(error))
+
+
+def _underlying(error: BaseException, text: str) -> str:
+    """``Type: message`` of the error Beam wrapped in ``error``, whose message
+    without the step is ``text``."""
+    if _TRACEBACK in text:  # a worker's traceback: the error follows its frames
+        tail = text[text.rindex(_TRACEBACK) + len(_TRACEBACK) :]
+        for line in tail.splitlines():
+            if line.strip() and not line[0].isspace():
+                return line.strip()
+    original = error.__cause__ or error.__context__
+    if original is not None:  # in this process: the error Beam caught
+        only = traceback.format_exception_only(type(original), original)
+        if text.strip() in (str(original).strip(), only[-1].strip()):
+            return _one_line(type(original).__name__, str(original))
+    return _one_line(type(error).__name__, text)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, then the errors it was raised from or while handling."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _is_interrupt(error: BaseException, underlying: str) -> bool:
+    """Whether the error is Ctrl-C, as Beam wraps it."""
+    if any(isinstance(link, KeyboardInterrupt) for link in _chain(error)):
+        return True
+    name = underlying.split(":", 1)[0]
+    return name == "KeyboardInterrupt" or name.endswith(".KeyboardInterrupt")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _one_line(name: str, message: str) -> str:
+    first = _first_line(message)
+    return f"{name}: {first}" if first else name
+
+
+class _StepFailureFilter(logging.Filter):
+    """Drops Beam's log records of a failing step, which the command reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot be formatted is not ours
+            return True
+        return "[while running " not in text
+
+
+class _StderrWithoutStepTracebacks:
+    """Stderr, less the tracebacks of failing steps Beam's workers print to it
+    (``multi_threading`` mode)."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self._skip_newline = False
+
+    def write(self, text: str) -> int:
+        if _TRACEBACK in text and "[while running " in text:
+            self._skip_newline = True  # print() writes the end of line apart
+            return len(text)
+        if self._skip_newline and text == "\n":
+            self._skip_newline = False
+            return len(text)
+        self._skip_newline = False
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _quiet_step_failures() -> Iterator[None]:
+    """Keep Beam from logging or printing a failing step's traceback to stderr
+    (the command reports the failure in one line)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig()  # as Beam's Pipeline does; the filter needs it
+    handlers = list(root.handlers)
+    step_failures = _StepFailureFilter()
+    for handler in handlers:
+        handler.addFilter(step_failures)
+    stderr = cast("TextIO", _StderrWithoutStepTracebacks(sys.stderr))
+    try:
+        with contextlib.redirect_stderr(stderr):
+            yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(step_failures)
 
 
 if __name__ == "__main__":

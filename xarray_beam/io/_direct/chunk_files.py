@@ -10,7 +10,9 @@ their chunk files are written and read with ``O_DIRECT``, through page-aligned
 straight from and into the caller's (possibly strided) arrays.
 
 Files are written as ``<path>.<random>.partial`` and renamed into place, so a
-reader never sees a torn chunk.
+reader never sees a torn chunk; a write that fails removes its partial file.
+Files are created with the permissions zarr gives its own (``files.FILE_MODE``
+masked by the umask), and every descriptor opened here is closed on every path.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import uuid
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -60,6 +61,7 @@ class ChunkFiles:
       >>> files.write(path, np.array([[1, 2], [3, 4]], 'i4'))
       >>> out = np.zeros((2, 2), 'i4')
       >>> files.read(path, out[:, ::-1])
+      True
       >>> out.tolist()
       [[2, 1], [4, 3]]
     """
@@ -87,38 +89,50 @@ class ChunkFiles:
         if block.dtype != self.dtype:
             block = block.astype(self.dtype)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = f"{path}.{uuid.uuid4().hex}.partial"
-        if not (self.direct and self._write_direct(partial, block, scratch)):
-            # A C-contiguous array always has runs.
-            runs = _runs(block) or _runs(np.ascontiguousarray(block))
-            files.write_runs(partial, cast("list[memoryview]", runs))
-        os.replace(partial, path)
+        partial = files.partial_path(path)
+        try:
+            if not (self.direct and self._write_direct(partial, block, scratch)):
+                # A C-contiguous array always has runs.
+                runs = _runs(block) or _runs(np.ascontiguousarray(block))
+                files.write_runs(partial, cast("list[memoryview]", runs))
+            os.replace(partial, path)
+        except BaseException:
+            files.remove_quietly(partial)
+            raise
 
     def _write_direct(
         self, partial: str, block: np.ndarray, scratch: buffers.Scratch | None
     ) -> bool:
         """Write with O_DIRECT; False (direct I/O given up, nothing left
-        behind) if the file system refuses it."""
+        behind) if the file system refuses it. Any other error removes the
+        partial file and is re-raised."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT
         try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT)
+            # Some file systems create the file before refusing O_DIRECT.
+            fd = os.open(partial, flags, files.FILE_MODE)
         except OSError as error:
+            if not _refused(error):
+                raise
+            files.remove_quietly(partial)
+            self.direct = False
+            return False
+        try:
+            try:
+                with (scratch or buffers.Scratch(self.nbytes)).buffer() as memory:
+                    data = memory[: self.nbytes]
+                    data.view(self.dtype).reshape(self.chunks)[...] = block
+                    _write_direct(fd, _view(data))
+            finally:
+                os.close(fd)
+        except OSError as error:
+            files.remove_quietly(partial)
             if not _refused(error):
                 raise
             self.direct = False
             return False
-        try:
-            with (scratch or buffers.Scratch(self.nbytes)).buffer() as memory:
-                data = memory[: self.nbytes]
-                data.view(self.dtype).reshape(self.chunks)[...] = block
-                _write_direct(fd, _view(data))
-        except OSError as error:
-            if not _refused(error):
-                raise
-            self.direct = False
-            os.close(fd)
-            os.remove(partial)
-            return False
-        os.close(fd)
+        except BaseException:
+            files.remove_quietly(partial)
+            raise
         return True
 
     def read(
@@ -127,19 +141,22 @@ class ChunkFiles:
         target: np.ndarray,
         inner: tuple[slice, ...] | None = None,
         scratch: buffers.Scratch | None = None,
-    ) -> None:
+    ) -> bool:
         """Read the chunk at ``path`` into ``target``: the part ``inner`` of
         the chunk, or all of it; a missing file reads as the fill value.
 
         ``scratch`` lends a buffer for direct reads that cannot go straight
         into ``target``.
+
+        Returns:
+          Whether the file exists (False: ``target`` holds the fill value).
         """
         if self.direct:
             try:
                 fd = os.open(path, os.O_RDONLY | _O_DIRECT)
             except FileNotFoundError:
                 target[...] = self.fill_value
-                return
+                return False
             except OSError as error:
                 if not _refused(error):
                     raise
@@ -148,7 +165,7 @@ class ChunkFiles:
                 try:
                     self._check_size(fd, path)
                     self._read_direct(fd, path, target, inner, scratch)
-                    return
+                    return True
                 except OSError as error:
                     if not _refused(error):
                         raise
@@ -159,7 +176,7 @@ class ChunkFiles:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             target[...] = self.fill_value
-            return
+            return False
         try:
             self._check_size(fd, path)
             runs = _runs(target) if inner is None else None
@@ -172,6 +189,7 @@ class ChunkFiles:
                 target[...] = block if inner is None else block[inner]
         finally:
             os.close(fd)
+        return True
 
     def _check_size(self, fd: int, path: str) -> None:
         size = os.fstat(fd).st_size
