@@ -134,6 +134,7 @@ def _rechunk(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         zarr_format=args.zarr_format,
         keep_temp=args.keep_temp,
         resume=args.resume,
+        missing_chunks=args.missing_chunks,
     )
     return 0
 
@@ -157,6 +158,7 @@ def _climatology(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         skipna=not args.keep_nan,
         min_count=args.min_count,
         ddof=args.ddof,
+        missing_chunks=args.missing_chunks,
     )
     return 0
 
@@ -267,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="continue an interrupted run: write into the existing output, "
             "skipping what is already there (creates it if missing)",
+        )
+        sub.add_argument(
+            "--missing-chunks",
+            choices=("warn", "error", "fill"),
+            default="warn",
+            help="a chunk missing from the input: warn (default: read it as the "
+            "fill value and say how many), error (stop), fill (read it as the "
+            "fill value, quietly)",
         )
 
     rechunk = commands.add_parser(

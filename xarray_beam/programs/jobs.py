@@ -15,11 +15,12 @@ from typing import Any, cast
 import apache_beam as beam
 import xarray
 
+from xarray_beam.beam import metrics
 from xarray_beam.beam.climatology import Climatology
 from xarray_beam.beam.reading import DatasetToChunks
 from xarray_beam.beam.rechunk_zarr import RechunkZarr
 from xarray_beam.beam.zarr import ChunksToZarr
-from xarray_beam.io import stores
+from xarray_beam.io import region_io, stores
 from xarray_beam.io.zarr_io import open_zarr
 from xarray_beam.model.units import format_bytes
 from xarray_beam.programs import launch, progress
@@ -66,13 +67,24 @@ def _run(
     counter: str,
     bytes_counter: str,
     unit: str,
+    out: Printer = print,
 ) -> tuple[Any, float]:
     start = time.perf_counter()
     # Elsewhere the counters live on the workers (Dataflow shows them).
     enabled = None if launch.runs_in_process(options) else False
-    with progress.Progress(total, counter, bytes_counter, unit, enabled=enabled):
+    with (
+        metrics.Tally(["source_chunks_missing"]) as tally,
+        progress.Progress(total, counter, bytes_counter, unit, enabled=enabled),
+    ):
         result = pipeline.run()
         result.wait_until_finish()
+    missing = tally["source_chunks_missing"]
+    if missing:
+        out(
+            f"warning: {missing} chunk(s) were missing from the input and read as "
+            f"the fill value (--missing-chunks error refuses them, fill accepts "
+            f"them quietly)"
+        )
     return result, time.perf_counter() - start
 
 
@@ -134,6 +146,7 @@ def rechunk_job(
         "rechunk_regions_copied",
         "rechunk_bytes_copied",
         "regions",
+        out,
     )
     out(
         f"rechunked {format_bytes(dataset.nbytes)} in {seconds:.1f} s "
@@ -187,6 +200,7 @@ def climatology_job(
     out: Printer = print,
     storage_options: Mapping[str, Any] | None = None,
     resume: bool = False,
+    missing_chunks: str = "warn",
     **kwargs: Any,
 ) -> JobResult:
     """A climatology of a Zarr store, written to a new store, verbosely.
@@ -236,7 +250,11 @@ def climatology_job(
     zarr_chunks = climatology.zarr_chunks(read_chunks)
     # One variable per element: half the memory, and faster (measured).
     to_chunks = DatasetToChunks(
-        dataset, read_chunks, split_vars=True, num_threads=num_threads
+        dataset,
+        read_chunks,
+        split_vars=True,
+        num_threads=num_threads,
+        missing_chunks=cast(region_io.MissingChunks, missing_chunks),
     )
     out(
         f"climatology: {stat} by {'/'.join(grouping.names)}, reading "
@@ -258,7 +276,13 @@ def climatology_job(
         )
     )
     result, seconds = _run(
-        pipeline, options, to_chunks.chunk_count, "chunks_read", "bytes_read", "chunks"
+        pipeline,
+        options,
+        to_chunks.chunk_count,
+        "chunks_read",
+        "bytes_read",
+        "chunks",
+        out,
     )
     rate = format_bytes(dataset.nbytes / max(seconds, 1e-9))
     out(
