@@ -13,6 +13,8 @@ from helpers import assert_matches_oracle, climatology_oracle, read_tree
 
 from xarray_beam import synthetic
 
+pytestmark = pytest.mark.slow  # whole example runs, with synthetic data
+
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
 TINY = ["--hours", "48", "--resolution", "10"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -193,6 +195,7 @@ def test_an_unknown_runner_after_double_dash_reaches_beam(
     assert not os.path.exists(output)
 
 
+@pytest.mark.slow  # a new Python process
 def test_climatology_example_runs_as_a_script(tmp_path):
     completed = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "era5_climatology.py"), *TINY],

@@ -1171,6 +1171,7 @@ def console_script() -> str:
     return os.path.join(os.path.dirname(sys.executable), "xarray-beam")
 
 
+@pytest.mark.slow  # a new Python process
 def test_console_script_reports_a_failing_step_in_one_line(tmp_path, corrupt_store):
     target = str(tmp_path / "out.zarr")
     completed = subprocess.run(

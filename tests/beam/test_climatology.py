@@ -226,6 +226,7 @@ def test_climatology_template_has_group_dims_in_place_of_time(era5):
     assert counts.season.values.tolist() == ["DJF", "JJA", "MAM", "SON"]
 
 
+@pytest.mark.slow  # several pipelines
 def test_climatology_written_to_zarr_equals_reindexed_oracle(era5, tmp_path):
     by = ("month", "hour")
     plain, stored = tmp_path / "plain.zarr", tmp_path / "stored.zarr"
@@ -315,6 +316,7 @@ def test_anomaly_takes_the_climatology_as_a_singleton_side_input(era5):
     _assert_anomaly_chunks(runners.collect(build), era5, climatology)
 
 
+@pytest.mark.slow  # several pipelines
 def test_anomaly_of_a_selection_matches_the_climatology_by_label(era5):
     """Chunks of a selection have offsets counted from its start; the full
     climatology is matched to them by their labels, not their offsets."""
@@ -394,6 +396,7 @@ def test_anomaly_with_climatology_lacking_group_dims_is_rejected(era5):
         xbeam.Anomaly(monthly, ("month", "hour"))
 
 
+@pytest.mark.slow  # several pipelines
 def test_anomaly_uses_the_labels_of_the_climatology_it_is_given(era5):
     # A climatology of January and February only: March has no climatology.
     partial = _oracle(era5, make_grouping("month"), "mean").sel(month=[1, 2])

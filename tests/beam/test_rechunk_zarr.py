@@ -190,6 +190,7 @@ def test_rechunk_zarr_turns_pancakes_into_pencils_in_one_pass(tmp_path, pancakes
     assert not os.path.exists(target + ".rechunk-temp")
 
 
+@pytest.mark.slow  # several pipelines
 def test_rechunk_zarr_turns_pencils_into_pancakes_through_a_temp_store(tmp_path):
     source = _write_era5(
         tmp_path / "src.zarr", 48, chunks={"time": 48, "latitude": 2, "longitude": 3}
@@ -203,6 +204,7 @@ def test_rechunk_zarr_turns_pencils_into_pancakes_through_a_temp_store(tmp_path)
     _assert_rechunked(source, target, pancake_chunks)
 
 
+@pytest.mark.slow  # several pipelines
 def test_rechunk_zarr_copies_variables_of_mixed_dims(tmp_path, mixed_dataset):
     source = str(tmp_path / "src.zarr")
     target = str(tmp_path / "dst.zarr")
@@ -342,6 +344,7 @@ def test_rechunk_zarr_removes_an_explicit_temp_store_it_created(
     assert not os.path.exists(target + ".rechunk-temp")
 
 
+@pytest.mark.slow  # several pipelines
 def test_rechunk_zarr_keep_temp_leaves_uncompressed_zarr_copies(tmp_path):
     source = _write_fine_pancakes(tmp_path / "src.zarr", time_chunk=2)
     target = str(tmp_path / "dst.zarr")
@@ -496,6 +499,7 @@ def test_rechunk_zarr_on_multiple_processes_gives_the_same_store(
     assert not os.path.exists(target + ".rechunk-temp")
 
 
+@pytest.mark.slow  # several pipelines
 def test_rechunk_zarr_transform_with_two_threads_gives_the_same_store(
     tmp_path, fine_pancakes
 ):
@@ -532,6 +536,7 @@ def test_rechunk_zarr_plan_prints_the_variables_and_building_writes_nothing(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # several pipelines
 def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypatch):
     """A two-pass rechunk fails in its second pass; resumed, it keeps the temp
     store, skips what was written, and gives the uninterrupted result."""

@@ -122,6 +122,7 @@ def test_rechunk_makes_an_identical_store_with_the_requested_chunks(
         assert group[name].chunks == (960, 5, 36)
 
 
+@pytest.mark.slow  # several pipelines
 def test_rechunk_with_mode_w_replaces_an_existing_store(
     capsys, tmp_path, store, source
 ):
@@ -331,6 +332,7 @@ def test_an_unknown_runner_after_double_dash_is_rejected_by_beam(
     assert not os.path.exists(target)
 
 
+@pytest.mark.slow  # a new Python process
 def test_module_entry_point_shows_help():
     completed = subprocess.run(
         [sys.executable, "-m", "xarray_beam", "--help"],
@@ -348,6 +350,7 @@ def console_script() -> str:
     return os.path.join(os.path.dirname(sys.executable), "xarray-beam")
 
 
+@pytest.mark.slow  # a new Python process
 def test_console_script_verifies_a_store(store):
     completed = subprocess.run(
         [console_script(), "verify", store], capture_output=True, text=True, check=False
@@ -356,6 +359,7 @@ def test_console_script_verifies_a_store(store):
     assert "complete" in completed.stdout
 
 
+@pytest.mark.slow  # a new Python process
 def test_console_script_reports_a_missing_store_in_one_line(tmp_path):
     missing = str(tmp_path / "nothing-here.zarr")
     completed = subprocess.run(
@@ -529,6 +533,7 @@ def test_progress_writes_nothing_when_disabled():
     assert stream.getvalue() == ""
 
 
+@pytest.mark.slow  # several pipelines
 def test_climatology_resume_restores_a_lost_chunk(capsys, tmp_path, store):
     target = str(tmp_path / "clim.zarr")
     args = ["climatology", store, target, "--by", "month,hour"]
@@ -544,6 +549,7 @@ def test_climatology_resume_restores_a_lost_chunk(capsys, tmp_path, store):
     assert read_tree(target) == complete
 
 
+@pytest.mark.slow  # several pipelines
 def test_rechunk_resume_restores_a_lost_chunk(capsys, tmp_path, store):
     target = str(tmp_path / "pencils.zarr")
     args = ["rechunk", store, target, "--target-chunks", "time=-1,latitude=5"]
