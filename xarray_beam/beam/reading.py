@@ -38,8 +38,30 @@ class ValidateEachChunk(beam.PTransform):
         return pcoll | "Validate" >> beam.Map(self._validate)
 
 
-# The Zarr stores each pipeline reads, so that writes can refuse them.
-_SOURCES: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+class _SourceRegistry:
+    """The Zarr stores each pipeline reads, so that writes can refuse them.
+
+    Held weakly per pipeline. It pickles as an empty registry: dill pickles a
+    namespace holding it by value (doctests, notebooks), and weak references
+    cannot travel.
+    """
+
+    def __init__(self) -> None:
+        self._by_pipeline: weakref.WeakKeyDictionary[Any, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_SourceRegistry, ())
+
+    def add(self, pipeline: Any, sources: Sequence[Any]) -> None:
+        self._by_pipeline.setdefault(pipeline, []).extend(sources)
+
+    def get(self, pipeline: Any) -> list[Any]:
+        return list(self._by_pipeline.get(pipeline, []))
+
+
+_SOURCES = _SourceRegistry()
 
 
 def sources_read(pipeline: Any) -> list[Any]:
@@ -49,7 +71,7 @@ def sources_read(pipeline: Any) -> list[Any]:
     Example:
       ``locations.check_apart(target, {'input': s for s in sources_read(p)}, ...)``
     """
-    return list(_SOURCES.get(pipeline, []))
+    return _SOURCES.get(pipeline)
 
 
 def _by_name(mapping: Mapping[Hashable, _V]) -> Mapping[str, _V]:
@@ -185,7 +207,7 @@ class DatasetToChunks(beam.PTransform):
         runners.check_runner(
             pbegin.pipeline, {f"source store #{i}": s for i, s in enumerate(sources)}
         )
-        _SOURCES.setdefault(pbegin.pipeline, []).extend(sources)
+        _SOURCES.add(pbegin.pipeline, sources)
         keys = pbegin | "CreateKeys" >> CreateKeys(
             self._grids, self.shard_keys_threshold
         )

@@ -298,7 +298,9 @@ def check_coordinates_storable(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                memory = zarr.storage.MemoryStore()
+                # Any: older xarray stubs (2025.10) type the store as a
+                # MutableMapping, which zarr 3's stores are not.
+                memory: Any = zarr.storage.MemoryStore()
                 xarray.Dataset(coords={name: coord.variable}).to_zarr(
                     memory,
                     zarr_format=target.zarr_format,
