@@ -190,8 +190,8 @@ def test_mean_combine_fn_merges_accumulators_like_xarray(mixed_dataset):
     _assert_matches_xarray(result, mixed_dataset, "mean", "time")
 
 
-def test_mean_combine_fn_without_dim_reduces_over_every_dim():
-    fn = xbeam.MeanCombineFn()
+def test_mean_combine_fn_over_every_dim_reduces_to_a_scalar():
+    fn = xbeam.MeanCombineFn(["x", "y"])
     data = xarray.Dataset({"a": (("x", "y"), np.arange(6.0).reshape(2, 3))})
     accumulator = fn.add_input(fn.create_accumulator(), data)
     accumulator = fn.add_input(accumulator, data + 6)

@@ -5,9 +5,15 @@ Each transform reduces every chunk to a small partial result (see
 partials of chunks with the same remaining key (Beam lifts the combine, so
 partials merge before the shuffle), and finishes them into datasets.
 
+Without ``dim`` (the default of ``Globally``, ``PerKey`` and the CombineFns,
+as in xarray-beam), nothing is reduced inside a dataset: the datasets
+combined together are reduced across, position by position, like an
+ensemble mean of same-shaped members.
+
 Example:
   ``chunks | xarray_beam.Mean('time')`` gives ``(key, mean)`` pairs with
-  ``time`` gone from both the keys and the data.
+  ``time`` gone from both the keys and the data; ``members |
+  xarray_beam.Mean.Globally()`` gives the mean of the member datasets.
 """
 
 from __future__ import annotations
@@ -38,9 +44,26 @@ class ReduceCombineFn(beam.CombineFn):
 
     Args:
       reducer: the statistic and its options.
-      dim: dimensions to reduce over (None: all dimensions of each input).
+      dim: dimensions to reduce over inside each input, then across inputs;
+        None (the default) reduces across the inputs only, position by
+        position, so they must share their sizes and index coordinates.
       weights: optional weights for datasets added as inputs; they must
-        match the inputs' shapes along their dimensions.
+        match the inputs' shapes along their dimensions (not with dim=None).
+
+    Raises:
+      ValueError: for weights without ``dim``.
+
+    Example:
+      >>> import numpy as np
+      >>> from xarray_beam.model.reductions import Reducer
+      >>> fn = ReduceCombineFn(Reducer('max'))
+      >>> members = [xarray.Dataset({'a': ('x', [1.0, 5.0])}),
+      ...            xarray.Dataset({'a': ('x', [3.0, 2.0])})]
+      >>> acc = fn.create_accumulator()
+      >>> for member in members:
+      ...     acc = fn.add_input(acc, member)
+      >>> fn.extract_output(acc).a.values.tolist()
+      [3.0, 5.0]
     """
 
     def __init__(
@@ -51,6 +74,7 @@ class ReduceCombineFn(beam.CombineFn):
     ):
         self.reducer = reducer
         self.dim = reductions.normalize_dims(dim)
+        check_weights_need_dim(weights, self.dim)
         self.weights = weights
 
     def _partial(self, element: Any) -> Partial:
@@ -60,7 +84,9 @@ class ReduceCombineFn(beam.CombineFn):
             raise TypeError(
                 f"expected an xarray.Dataset to reduce, got {type(element).__name__}"
             )
-        dims = _dims_of(element) if self.dim is None else self.dim
+        if self.dim is None:
+            return self.reducer.reduce_element(element)
+        dims = self.dim
         missing = [d for d in dims if d not in element.dims]
         if missing:
             raise ValueError(
@@ -85,7 +111,14 @@ class ReduceCombineFn(beam.CombineFn):
 
 
 class MeanCombineFn(ReduceCombineFn):
-    """Combine datasets into their mean over ``dim`` (xarray-beam compatible).
+    """Combine datasets into their mean (xarray-beam compatible).
+
+    Args:
+      dim: dimension(s) to average over inside each dataset, then across
+        datasets; None (the default) averages the datasets position by
+        position (they must have the same sizes and index coordinates).
+      skipna: ignore NaNs (default) or propagate them.
+      dtype: dtype of the result; values accumulate in float64.
 
     Example:
       >>> import numpy as np
@@ -94,6 +127,11 @@ class MeanCombineFn(ReduceCombineFn):
       >>> acc = fn.add_input(fn.create_accumulator(), ds)
       >>> float(fn.extract_output(acc).a)
       1.5
+      >>> across = MeanCombineFn()
+      >>> acc = across.add_input(across.create_accumulator(), ds)
+      >>> acc = across.add_input(acc, ds + 2)
+      >>> across.extract_output(acc).a.values.tolist()
+      [1.0, 2.0, 3.0, 4.0]
     """
 
     def __init__(
@@ -106,7 +144,8 @@ class MeanCombineFn(ReduceCombineFn):
 
 
 class _ReduceChunk:
-    """Reduces one ``(key, chunk)`` to ``(key without dims, partial)``."""
+    """Reduces one ``(key, chunk)`` to ``(key without dims, partial)``; with
+    no dims, to ``(key, partial of the chunk as one element)``."""
 
     def __init__(
         self,
@@ -125,7 +164,9 @@ class _ReduceChunk:
                 f"expected (Key, xarray.Dataset) pairs, got "
                 f"({type(key).__name__}, {type(chunk).__name__})"
             )
-        dims = _dims_of(chunk) if self.dims is None else self.dims
+        if self.dims is None:
+            return key, self.reducer.reduce_element(chunk)
+        dims = self.dims
         missing = [d for d in dims if d not in chunk.dims]
         if missing and key.vars is None:
             # One-variable chunks (split_vars) may lack reduced dimensions:
@@ -141,11 +182,6 @@ class _ReduceChunk:
             weights = reductions.weights_for(self.weights, key.offsets, chunk, key)
         partial = self.reducer.reduce(chunk, dims, weights)
         return key.with_offsets(**{d: None for d in dims}), partial
-
-
-def _dims_of(dataset: xarray.Dataset) -> list[str]:
-    """The dimensions of ``dataset``, named by str as in keys."""
-    return cast("list[str]", list(dataset.dims))
 
 
 def _without_copies(
@@ -174,7 +210,7 @@ class Reduction(beam.PTransform):
 
     def __init__(
         self,
-        dim: str | Sequence[str] | None,
+        dim: str | Sequence[str] | None = None,
         skipna: bool = True,
         dtype: Any = None,
         fanout: int | None = None,
@@ -189,6 +225,7 @@ class Reduction(beam.PTransform):
     ):
         super().__init__()
         self.dim = reductions.normalize_dims(dim)
+        check_weights_need_dim(weights, self.dim)
         self.weights = reductions.check_weights(weights, self.dim)
         _check_template(template, self.dim, self.weights)
         self.reducer = Reducer(
@@ -200,6 +237,7 @@ class Reduction(beam.PTransform):
             weighted=weights is not None,
         )
         self.fanout = check_fanout(fanout)
+        self.temp_store = temp_store
         self.merge = merge_partials(
             self.reducer, self.fanout, temp_store, max_mem, storage_options
         )
@@ -221,12 +259,15 @@ class Reduction(beam.PTransform):
         cls.Globally = type("Globally", (_Globally,), {"stat": cls.stat}, variant=True)
         cls.PerKey = type("PerKey", (_PerKey,), {"stat": cls.stat}, variant=True)
         cls.Globally.__doc__ = (
-            f"{cls.__name__} over ``dim`` of a PCollection of datasets, into one "
-            f"dataset."
+            f"{cls.__name__} of a PCollection of datasets, into one dataset: "
+            f"across the datasets, position by position (dim=None, the "
+            f"default), or over ``dim`` inside them and then across."
         )
         cls.PerKey.__doc__ = (
-            f"{cls.__name__} over ``dim`` of the datasets of each key of a "
-            f"PCollection of ``(key, dataset)`` pairs."
+            f"{cls.__name__} of the datasets of each key of a PCollection of "
+            f"``(key, dataset)`` pairs (any hashable keys): across the "
+            f"datasets, position by position (dim=None, the default), or "
+            f"over ``dim`` inside them and then across."
         )
 
 
@@ -245,6 +286,18 @@ def _check_template(
             f"{list(template.dims)}"
         )
     check_weight_dims(template, weights)
+
+
+def check_weights_need_dim(
+    weights: xarray.DataArray | None, dims: tuple[str, ...] | None
+) -> None:
+    """Raise if weights are given for a reduction across datasets (no dim)."""
+    if weights is not None and dims is None:
+        raise ValueError(
+            "weights need dim: without dim, datasets are reduced across, "
+            "position by position, and weights over their dimensions would "
+            "not change the result"
+        )
 
 
 def check_weight_dims(
@@ -282,9 +335,31 @@ def merge_partials(
     return combine.with_hot_key_fanout(fanout) if fanout else combine
 
 
+class _PartialOf:
+    """``(key, dataset)`` (or a dataset, keyed by ``Key()``) -> ``(key,
+    partial)``, through a ReduceCombineFn."""
+
+    def __init__(self, fn: ReduceCombineFn, keyed: bool):
+        self.fn = fn
+        self.keyed = keyed
+
+    def __call__(self, element: Any) -> tuple[Any, Partial]:
+        key, dataset = element if self.keyed else (Key(), element)
+        return key, self.fn.add_input(None, dataset)
+
+
 class _Globally(Reduction, variant=True):
     def expand(self, pcoll):
         fn = ReduceCombineFn(self.reducer, self.dim, self.weights)
+        if self.temp_store is not None:
+            # One fixed key carries every dataset through the storage merge.
+            return (
+                pcoll
+                | "ToPartials"
+                >> beam.Map(_PartialOf(fn, keyed=False)).with_output_types(_KEYED)
+                | "Combine" >> self.merge
+                | "Values" >> beam.Values()
+            )
         combine = beam.CombineGlobally(fn)
         if self.fanout:
             combine = combine.with_fanout(self.fanout)
@@ -294,6 +369,13 @@ class _Globally(Reduction, variant=True):
 class _PerKey(Reduction, variant=True):
     def expand(self, pcoll):
         fn = ReduceCombineFn(self.reducer, self.dim, self.weights)
+        if self.temp_store is not None:
+            merge = cast(CombineThroughStorage, self.merge)
+            return (
+                pcoll
+                | "ToPartials" >> beam.Map(_PartialOf(fn, keyed=True))
+                | "Combine" >> merge.for_any_keys()
+            )
         combine = beam.CombinePerKey(fn)
         if self.fanout:
             combine = combine.with_hot_key_fanout(self.fanout)
@@ -304,7 +386,12 @@ class Mean(Reduction):
     """Mean of ``(Key, Dataset)`` chunks over ``dim``; reduced dims leave the key.
 
     Args:
-      dim: dimension(s) to average over (None: all).
+      dim: dimension(s) to average over. None (the default) averages the
+        chunks that share a key across each other, position by position,
+        and keeps the keys: e.g. the chunks of several ensemble members cut
+        alike. Such chunks must have the same sizes and index coordinates
+        (``ValueError`` otherwise); non-index coordinates that differ are
+        dropped.
       skipna: ignore NaNs (default) or propagate them.
       dtype: dtype of the result (default: the data's float dtype, float64
         for integers); values always accumulate in float64.
@@ -321,11 +408,15 @@ class Mean(Reduction):
       template: the dataset the chunks come from (or its template), to check
         the dimensions and weights while the pipeline is built.
 
-    ``Mean.Globally(dim)`` reduces a PCollection of datasets to one dataset;
-    ``Mean.PerKey(dim)`` reduces the datasets of each key.
+    ``Mean.Globally(dim=None)`` reduces a PCollection of datasets to one
+    dataset; ``Mean.PerKey(dim=None)`` reduces the datasets of each key (any
+    hashable): without ``dim`` across the datasets, position by position
+    (an ensemble mean of same-shaped members), with ``dim`` also over those
+    dimensions inside each dataset.
 
     Example:
-      ``chunks | xarray_beam.Mean('time')``
+      ``chunks | xarray_beam.Mean('time')``;
+      ``members | xarray_beam.Mean.Globally()``
     """
 
     stat = "mean"
@@ -382,7 +473,7 @@ class _Accumulate(beam.DoFn):
         self.max_mem = max_mem
 
     def start_bundle(self) -> None:
-        self._table: dict[Key, Partial] = {}
+        self._table: dict[Any, Partial] = {}
         self._bytes = 0
         self._bundle = temp_stores.new_bundle_name()
         self._spills = 0
@@ -419,7 +510,7 @@ class _MergeFiles:
         self.reducer = reducer
         self.temp = temp
 
-    def __call__(self, key: Key, paths) -> tuple[Key, xarray.Dataset]:
+    def __call__(self, key: Any, paths) -> tuple[Any, xarray.Dataset]:
         partials = temp_stores.read_spilled(self.temp, sorted(paths))
         return key, self.reducer.finalize(self.reducer.merge(partials))
 
@@ -448,27 +539,40 @@ class CombineThroughStorage(beam.PTransform):
         storage_options: dict | None = None,
     ):
         super().__init__()
+        self.key_type: Any = Key
         self.reducer = reducer
-        self.temp_store = stores.normalize_store(temp_store)
-        if not isinstance(self.temp_store, str):
+        store = stores.normalize_store(temp_store)
+        if not isinstance(store, str):
             raise TypeError("temp_store must be a path or URL")
+        self.temp_store: str = store
         if max_mem <= 0:
             raise ValueError(f"max_mem must be positive, got {max_mem}")
         self.max_mem = max_mem
         self.storage_options = storage_options
 
+    def for_any_keys(self) -> CombineThroughStorage:
+        """This transform for keys of any hashable type, not only ``Key``."""
+        copy = CombineThroughStorage(
+            self.reducer, self.temp_store, self.max_mem, self.storage_options
+        )
+        copy.key_type = beam.typehints.Any
+        return copy
+
     def expand(self, pcoll):
         runners.check_runner(pcoll.pipeline, {"temp_store": self.temp_store})
         temp = temp_stores.claim(self.temp_store, self.storage_options, "spill")
+        key_type = self.key_type
         merged = (
             pcoll
             | "Accumulate"
             >> beam.ParDo(
                 _Accumulate(self.reducer, temp, self.max_mem)
-            ).with_output_types(beam.typehints.Tuple[Key, str])
+            ).with_output_types(beam.typehints.Tuple[key_type, str])
             | "GroupFiles" >> beam.GroupByKey()
             | "Merge"
-            >> beam.MapTuple(_MergeFiles(self.reducer, temp)).with_output_types(_KEYED)
+            >> beam.MapTuple(_MergeFiles(self.reducer, temp)).with_output_types(
+                beam.typehints.Tuple[key_type, beam.typehints.Any]
+            )
         )
         _ = (
             merged

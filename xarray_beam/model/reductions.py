@@ -68,7 +68,9 @@ class Partial:
       variables: partial results of the reduced variables.
       constants: variables that do not span the reduced dimensions, kept as
         they are.
-      coords: coordinates of the result.
+      coords: coordinates of the result; None marks a non-index coordinate
+        whose values differed between the merged pieces (it is dropped, as
+        xarray drops conflicting coordinates in arithmetic).
       attrs: dataset attributes.
       groups: for a group's partial result, the label of the group along
         each group dimension; these dimensions (of length 1) lead every data
@@ -77,7 +79,7 @@ class Partial:
 
     variables: dict[Hashable, VariablePartial]
     constants: dict[Hashable, xarray.Variable]
-    coords: dict[Hashable, xarray.Variable]
+    coords: dict[Hashable, xarray.Variable | None]
     attrs: dict[str, Any]
     groups: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -169,6 +171,40 @@ class Reducer:
             if not set(coord.dims) & set(dims)
         }
         return Partial(variables, constants, coords, dict(dataset.attrs))
+
+    def reduce_element(self, dataset: xarray.Dataset) -> Partial:
+        """The partial result of one element of a stack of same-shaped datasets.
+
+        Reducing across elements (an ensemble mean, say) treats each element
+        as one value at every position: merged, the partials of the elements
+        give the statistic of ``xarray.concat(elements, 'member')`` over
+        ``'member'``. Every numeric data variable keeps its dimensions;
+        others are dropped, as xarray's reductions drop them.
+
+        Example:
+          >>> reducer = Reducer('mean')
+          >>> a = xarray.Dataset({'t': ('x', [1.0, np.nan])})
+          >>> b = xarray.Dataset({'t': ('x', [3.0, 4.0])})
+          >>> merged = reducer.merge([reducer.reduce_element(d) for d in (a, b)])
+          >>> reducer.finalize(merged).t.values.tolist()
+          [2.0, 4.0]
+        """
+        variables = {}
+        for name, var in dataset.data_vars.items():
+            if not reducible(var.dtype):
+                continue
+            values = np.asarray(var.values)[np.newaxis]
+            variables[name] = VariablePartial(
+                tuple(var.dims),
+                tuple(var.shape),
+                self._fields(values, (0,), None),
+                var.dtype,
+                dict(var.attrs),
+            )
+        coords: dict[Hashable, xarray.Variable | None] = {
+            name: coord.variable for name, coord in dataset.coords.items()
+        }
+        return Partial(variables, {}, coords, dict(dataset.attrs))
 
     def _fields(
         self, x: np.ndarray, axes: tuple[int, ...], w: np.ndarray | None
@@ -436,10 +472,12 @@ class Reducer:
                     continue
                 if var.dims != mine.dims or var.shape != mine.shape:
                     raise ValueError(
-                        f"cannot merge partial results of {name!r} with shapes "
-                        f"{mine.shape} and {var.shape} along {mine.dims}: chunks "
-                        f"with the same key must have the same size along the "
-                        f"kept dimensions"
+                        f"cannot combine variable {name!r} of sizes "
+                        f"{_sizes(mine.dims, mine.shape)} with one of sizes "
+                        f"{_sizes(var.dims, var.shape)}: datasets combined "
+                        f"together (chunks with the same key, or the elements "
+                        f"of Globally/PerKey) must have the same size along "
+                        f"the kept dimensions"
                     )
                 result.variables[name] = VariablePartial(
                     mine.dims,
@@ -450,8 +488,7 @@ class Reducer:
                 )
             for name, constant in partial.constants.items():
                 result.constants.setdefault(name, constant)
-            for name, coord in partial.coords.items():
-                result.coords.setdefault(name, coord)
+            _merge_coords(result.coords, partial.coords)
         # None only if there was no partial at all (e.g. only empty
         # accumulators); callers that may pass none handle None.
         return cast(Partial, result)
@@ -483,7 +520,8 @@ class Reducer:
             data_vars[name] = xarray.Variable(var.dims, self._finish(var), var.attrs)
         for name, constant in partial.constants.items():
             data_vars[name] = self._reduce_over_nothing(constant)
-        result = xarray.Dataset(data_vars, coords=partial.coords, attrs=partial.attrs)
+        coords = {k: v for k, v in partial.coords.items() if v is not None}
+        result = xarray.Dataset(data_vars, coords=coords, attrs=partial.attrs)
         if partial.groups:
             result = result.expand_dims({k: [v] for k, v in partial.groups.items()})
         return result
@@ -555,6 +593,59 @@ class Reducer:
         if self.stat == "sum" and dtype.kind in "biu" and not self.weighted:
             return np.dtype(np.int64)
         return dtype if dtype.kind in "fc" else np.dtype(np.float64)
+
+
+def _merge_coords(
+    mine: dict[Hashable, xarray.Variable | None],
+    theirs: Mapping[Hashable, xarray.Variable | None],
+) -> None:
+    """Merge ``theirs`` into ``mine``, checking the coordinates both have.
+
+    Raises:
+      ValueError: if an index coordinate (one named like its dimension)
+        differs: the pieces would not line up. Other differing coordinates
+        become None (dropped).
+    """
+    for name, coord in theirs.items():
+        if name not in mine:
+            mine[name] = coord
+            continue
+        current = mine[name]
+        if current is None or coord is current:
+            continue
+        if coord is not None and _same_coord(current, coord):
+            continue
+        if current.dims == (name,):
+            other = "none" if coord is None else _brief(coord)
+            raise ValueError(
+                f"cannot combine datasets whose coordinate {name!r} differs: "
+                f"{_brief(current)} and {other} (datasets combined together "
+                f"must have the same index coordinates)"
+            )
+        mine[name] = None
+
+
+def _same_coord(a: xarray.Variable, b: xarray.Variable) -> bool:
+    """Whether two coordinates have the same dims and values (NaN == NaN)."""
+    if a.dims != b.dims or a.shape != b.shape:
+        return False
+    x, y = np.asarray(a.values), np.asarray(b.values)
+    if x.dtype.kind in "fcmM" and y.dtype.kind in "fcmM":
+        return bool(np.array_equal(x, y, equal_nan=True))
+    return bool(np.array_equal(x, y))
+
+
+def _brief(coord: xarray.Variable) -> str:
+    """A short description of a coordinate's values, for error messages."""
+    values = np.asarray(coord.values).ravel()
+    shown = ", ".join(str(v) for v in values[:4])
+    more = ", ..." if values.size > 4 else ""
+    return f"{_sizes(coord.dims, coord.shape)} [{shown}{more}]"
+
+
+def _sizes(dims: Sequence[Hashable], shape: Sequence[int]) -> dict:
+    """``{dim: size}`` for messages."""
+    return dict(zip(dims, shape, strict=True))
 
 
 def _broadcast_weights(
