@@ -138,16 +138,37 @@ def test_globally_options_skipna_ddof_min_count_and_fanout():
     )
 
 
-def test_mean_globally_with_dim_still_reduces_inside_then_across():
+@pytest.mark.parametrize("stat", ["mean", "sum", "count", "max"])
+def test_globally_with_dim_reduces_inside_then_across(stat):
+    """Variables lacking ``dim`` (count, scale) are reduced across the
+    datasets, as over the stack in xarray."""
+    members = _members()
+    reducer = Reducer(stat)
+    fn = xbeam.ReduceCombineFn(reducer, "latitude")
+    accumulators = [fn.add_input(fn.create_accumulator(), member) for member in members]
+    result = fn.extract_output(fn.merge_accumulators(accumulators))
+    stacked = xarray.concat([m[NUMERIC] for m in members], "member")
+    as_float = stacked.astype(np.float64)
+    expected = getattr(as_float, stat)(["member", "latitude"])
+    xarray.testing.assert_allclose(
+        result[NUMERIC].astype(np.float64), expected, rtol=1e-6
+    )
+    original = getattr(stacked, stat)(["member", "latitude"])
+    assert {n: result[n].dtype for n in NUMERIC} == {
+        n: original[n].dtype for n in NUMERIC
+    }
+
+
+def test_mean_globally_with_dim_in_a_pipeline():
     members = _members()
     outputs = runners.collect(
         lambda p: p | beam.Create(members) | xbeam.Mean.Globally("latitude"),
         runner="DirectRunner",
     )
-    stacked = xarray.concat([m.t2m for m in members], "member")
+    stacked = xarray.concat([m[NUMERIC] for m in members], "member")
     expected = stacked.astype(np.float64).mean(["member", "latitude"])
     xarray.testing.assert_allclose(
-        outputs[0].t2m.astype(np.float64), expected, rtol=1e-6
+        outputs[0][NUMERIC].astype(np.float64), expected, rtol=1e-6
     )
     assert outputs[0].t2m.dims == ("longitude",)
 

@@ -44,7 +44,8 @@ class ReduceCombineFn(beam.CombineFn):
 
     Args:
       reducer: the statistic and its options.
-      dim: dimensions to reduce over inside each input, then across inputs;
+      dim: dimensions to reduce over inside each input, then across inputs
+        (numeric variables lacking them are reduced across inputs only);
         None (the default) reduces across the inputs only, position by
         position, so they must share their sizes and index coordinates.
       weights: optional weights for datasets added as inputs; they must
@@ -93,7 +94,9 @@ class ReduceCombineFn(beam.CombineFn):
                 f"cannot reduce over dimension(s) {missing}: the dataset has "
                 f"dimensions {list(element.dims)}"
             )
-        return self.reducer.reduce(element, dims, self.weights)
+        # Datasets combined here are distinct (an ensemble, say), not chunks
+        # holding copies: variables lacking ``dim`` are reduced across them.
+        return self.reducer.reduce(element, dims, self.weights, across=True)
 
     def create_accumulator(self) -> Partial | None:
         return None
@@ -412,7 +415,8 @@ class Mean(Reduction):
     dataset; ``Mean.PerKey(dim=None)`` reduces the datasets of each key (any
     hashable): without ``dim`` across the datasets, position by position
     (an ensemble mean of same-shaped members), with ``dim`` also over those
-    dimensions inside each dataset.
+    dimensions inside each dataset (variables lacking them are averaged
+    across the datasets, as xarray-beam does).
 
     Example:
       ``chunks | xarray_beam.Mean('time')``;

@@ -140,13 +140,27 @@ class Reducer:
         dataset: xarray.Dataset,
         dims: Sequence[str],
         weights: xarray.DataArray | None = None,
+        across: bool = False,
     ) -> Partial:
-        """The partial result of reducing ``dataset`` over ``dims``."""
+        """The partial result of reducing ``dataset`` over ``dims``.
+
+        Args:
+          dataset: the data.
+          dims: the dimensions to reduce over.
+          weights: optional weights lined up with the data.
+          across: how to treat numeric variables lacking every one of
+            ``dims``: False keeps them as they are (the chunks of one dataset
+            hold copies of them), True reduces them across the datasets
+            merged, as ``reduce_element`` does (datasets of an ensemble).
+        """
         dims = list(dims)
         variables = {}
         constants = {}
         for name, var in dataset.data_vars.items():
             axes = tuple(var.get_axis_num(d) for d in dims if d in var.dims)
+            if not axes and across and reducible(var.dtype):
+                variables[name] = self._element(var)
+                continue
             if not axes:
                 constants[name] = var.variable
                 continue
@@ -189,22 +203,26 @@ class Reducer:
           >>> reducer.finalize(merged).t.values.tolist()
           [2.0, 4.0]
         """
-        variables = {}
-        for name, var in dataset.data_vars.items():
-            if not reducible(var.dtype):
-                continue
-            values = np.asarray(var.values)[np.newaxis]
-            variables[name] = VariablePartial(
-                tuple(var.dims),
-                tuple(var.shape),
-                self._fields(values, (0,), None),
-                var.dtype,
-                dict(var.attrs),
-            )
+        variables = {
+            name: self._element(var)
+            for name, var in dataset.data_vars.items()
+            if reducible(var.dtype)
+        }
         coords: dict[Hashable, xarray.Variable | None] = {
             name: coord.variable for name, coord in dataset.coords.items()
         }
         return Partial(variables, {}, coords, dict(dataset.attrs))
+
+    def _element(self, var: xarray.DataArray) -> VariablePartial:
+        """The partial result of a variable as one element of a stack."""
+        values = np.asarray(var.values)[np.newaxis]
+        return VariablePartial(
+            tuple(var.dims),
+            tuple(var.shape),
+            self._fields(values, (0,), None),
+            var.dtype,
+            dict(var.attrs),
+        )
 
     def _fields(
         self, x: np.ndarray, axes: tuple[int, ...], w: np.ndarray | None
