@@ -9,6 +9,7 @@ through ``xarray.open_zarr``), with the same safety: the job record first,
 import os
 
 import apache_beam as beam
+import dask.array
 import fsspec.implementations.local
 import numpy as np
 import pandas as pd
@@ -302,3 +303,68 @@ def test_a_staged_pipeline_writes_a_bucket_store_equal_to_the_source(bucket, dat
     written = xarray.open_zarr(url, storage_options=dict(options)).compute()
     xarray.testing.assert_identical(written, dataset)
     assert verify_zarr(url, storage_options=options).complete
+
+
+# --- templates, as xarray-beam makes them ------------------------------------
+
+
+@pytest.fixture
+def with_coords() -> xarray.Dataset:
+    """Data, an index, a non-index coordinate along x and a scalar one."""
+    return xarray.Dataset(
+        {
+            "a": (("t", "x"), np.arange(24.0).reshape(6, 4)),
+            "b": (("x",), np.arange(4, dtype=np.int16)),
+        },
+        coords={
+            "t": np.arange(6),
+            "lat": (("x",), np.linspace(-45.0, 45.0, 4)),
+            "step": ((), np.float64(6.0)),
+        },
+    )
+
+
+def test_make_template_makes_data_and_non_index_coordinates_lazy(with_coords):
+    template = xb.make_template(with_coords)
+
+    lazy = {
+        name
+        for name, var in template.variables.items()
+        if isinstance(var.data, dask.array.Array)
+    }
+    assert lazy == {"a", "b", "lat", "step"}
+    assert template.variables["t"].identical(with_coords.variables["t"])
+    for name, var in with_coords.variables.items():
+        assert template[name].dims == var.dims, name
+        assert template[name].dtype == var.dtype, name
+
+
+def test_make_template_loads_the_variables_it_does_not_make_lazy(with_coords):
+    chunked = with_coords.chunk({"t": 2, "x": 2})
+    template = xb.make_template(chunked, lazy_vars={"a"})
+
+    assert template.a.chunks == chunked.a.chunks
+    for name in ["b", "lat", "step"]:
+        assert isinstance(template[name].data, np.ndarray), name
+        xarray.testing.assert_identical(template[name], with_coords[name])
+
+
+def test_make_template_keeps_the_dask_chunks_of_lazy_variables(with_coords):
+    chunked = with_coords.chunk({"t": 4, "x": 3})
+    template = xb.make_template(chunked)
+    for name in ["a", "b", "lat"]:
+        assert template[name].chunks == chunked[name].chunks, name
+
+
+def test_replace_template_dims_refuses_a_dataset_that_is_not_a_template(
+    with_coords,
+):
+    with pytest.raises(ValueError, match="no variable .* is lazy.*make_template"):
+        xb.replace_template_dims(with_coords, t=12)
+    with pytest.raises(TypeError, match="xarray.Dataset"):
+        xb.replace_template_dims(with_coords.a, t=12)
+
+    replaced = xb.replace_template_dims(xb.make_template(with_coords), t=12)
+    assert dict(replaced.sizes) == {"t": 12, "x": 4}
+    dask_backed = xb.replace_template_dims(with_coords.chunk(), t=np.arange(12))
+    np.testing.assert_array_equal(dask_backed.t.values, np.arange(12))
