@@ -22,12 +22,12 @@ def read_tree(path) -> dict[str, bytes]:
             with open(full, "rb") as f:
                 data = f.read()
             if name in ("zarr.json", ".zattrs", ".zmetadata"):
-                data = _without_job_ids(data)
+                data = without_job_ids(data)
             result[os.path.relpath(full, path)] = data
     return result
 
 
-def _without_job_ids(data: bytes) -> bytes:
+def without_job_ids(data: bytes) -> bytes:
     """Metadata JSON with the ``job`` of job records blanked, else as it is."""
     text = data.decode()
     if '"job"' not in text:

@@ -10,6 +10,7 @@ waits for setup through a side input, puts its variables into place (see
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ import xarray
 
 from xarray_beam.beam import metrics, reading, runners, threadmap
 from xarray_beam.io import append as append_lib
-from xarray_beam.io import chunk_writer, locations, stores, zarr_io
+from xarray_beam.io import chunk_writer, locations, staging, stores, zarr_io
 from xarray_beam.io.stores import StoreLike
 from xarray_beam.model import templates
 from xarray_beam.model import zarr_layout as layout_lib
@@ -94,7 +95,9 @@ class ChunksToZarr(beam.PTransform):
       store: local path, URL (``gs://``, ``s3://``) or zarr Store.
       template: the whole dataset to write (lazy variables are written from
         the chunks, in-memory ones at setup), a ``beam.pvalue.AsSingleton`` of
-        one, or None to infer it from the chunks (an extra pass over them).
+        one, or None to infer it from the chunks (an extra pass over them;
+        kept for xarray-beam's pipelines, with a ``FutureWarning`` when the
+        transform is built: pass a template).
       zarr_chunks: Zarr chunk size per dimension (-1: whole); dimensions not
         given take the template's Dask chunks (or, with an inferred template,
         the size of the chunks at offset 0).
@@ -102,7 +105,9 @@ class ChunksToZarr(beam.PTransform):
       zarr_format: 2 or 3 (default 3).
       num_threads: chunks written at once by a worker; the variables of a
         chunk are always written in parallel.
-      needs_setup: False is xarray-beam's spelling of ``mode='r+'``.
+      needs_setup: False means the store was set up beforehand (e.g. with
+        ``setup_zarr``) and only chunks are written: xarray-beam's spelling
+        of ``mode='r+'``, so the store must exist and match the template.
       encoding: per-variable encoding for new stores.
       mode: None or 'w-' (default) refuses an existing store; 'w' replaces an
         existing Zarr store; 'r+' writes into an existing store whose metadata
@@ -119,6 +124,10 @@ class ChunksToZarr(beam.PTransform):
         the new data only, its labels must all come after the store's (or be
         its last ones: re-running an append is a no-op, and completes an
         interrupted one). Checked before anything is written.
+      stage_locally: write a new store's metadata to a local temporary
+        directory and copy it to ``store`` in a few concurrent batches, much
+        faster on object stores. None (the default) stages whenever ``store``
+        is a path or URL; True with a zarr Store object is a ValueError.
 
     The output is the PCollection of keys written (or skipped on resume).
 
@@ -158,6 +167,7 @@ class ChunksToZarr(beam.PTransform):
         storage_options: Mapping[str, Any] | None = None,
         resume: bool = False,
         append_dim: str | None = None,
+        stage_locally: bool | None = None,
     ):
         super().__init__()
         if append_dim is not None:
@@ -185,6 +195,15 @@ class ChunksToZarr(beam.PTransform):
             )
         if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+        if template is None:
+            warnings.warn(
+                "No template provided to ChunksToZarr: it is inferred from all "
+                "the chunks in an extra pass over them, which is slow for large "
+                "datasets; pass a template (e.g. xarray_beam.make_template(ds)). "
+                "Writing without one may stop being supported",
+                FutureWarning,
+                stacklevel=2,
+            )
         self.options = zarr_io.WriteOptions(
             stores.normalize_store(store),
             zarr_chunks,
@@ -194,7 +213,9 @@ class ChunksToZarr(beam.PTransform):
             stores.check_mode_name(mode, needs_setup),
             storage_options,
             resume=resume,
+            stage_locally=stage_locally,
         )
+        staging.wanted(self.options.store, stage_locally)
         if resume and not isinstance(self.options.store, str):
             raise TypeError(
                 "resume=True needs the store as a path or URL (its objects are "
@@ -288,7 +309,8 @@ class DatasetToZarr(beam.PTransform):
         of ``dataset`` (whole dimensions if it has none). The dataset is read
         in chunks of one Zarr shard (or chunk) each.
       **kwargs: ``zarr_shards``, ``zarr_format``, ``encoding``, ``mode``,
-        ``num_threads`` and ``storage_options``, as for ``ChunksToZarr``.
+        ``num_threads``, ``storage_options`` and ``stage_locally``, as for
+        ``ChunksToZarr``.
 
     Example:
       ``p | DatasetToZarr(ds, 'out.zarr', {'time': 24}, mode='w')``

@@ -12,6 +12,7 @@ functions, outside any pipeline.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import uuid
 import warnings
 from collections.abc import Hashable, Mapping
@@ -23,7 +24,7 @@ import xarray
 import zarr
 import zarr.storage
 
-from xarray_beam.io import chunk_writer, job_records, stores
+from xarray_beam.io import chunk_writer, job_records, staging, stores
 from xarray_beam.io.stores import StoreLike
 from xarray_beam.model import fingerprints, planning, templates
 from xarray_beam.model import zarr_layout as layout_lib
@@ -123,6 +124,9 @@ class WriteOptions:
       extra: what else defines the job's output (its source, plan, ...).
       resume: continue the same job in an existing store: its recorded
         description must match.
+      stage_locally: write a new store's metadata to a local temporary
+        directory and copy it into place (see ``staging``); None stages
+        whenever the store is a path or URL.
 
     Example:
       ``WriteOptions('/data/out.zarr', {'time': 24}, mode='w')``
@@ -139,6 +143,7 @@ class WriteOptions:
     kind: str = "ChunksToZarr"
     extra: Mapping[str, Any] | None = None
     resume: bool = False
+    stage_locally: bool | None = None
 
 
 def _setup_dataset(
@@ -406,30 +411,74 @@ def _create(
     options: WriteOptions,
     record: job_records.JobRecord,
 ) -> None:
-    """Create a store's metadata, its record first, ``setup_done`` last."""
+    """Create a store's metadata, its record first, ``setup_done`` last.
+
+    Staged locally, the metadata is made the same way in a temporary
+    directory and copied over (see ``staging``) once the store's root and
+    record exist, so an interrupted copy is recognisable as well.
+    """
     check_coordinates_storable(template, planned, options.encoding)
     dataset, encoding = _setup_dataset(template, planned, options.encoding or {})
     store, storage_options = options.store, options.storage_options
-    kwargs: dict[str, Any] = (
-        {"storage_options": dict(storage_options)} if storage_options else {}
-    )
+    zarr_format = cast("Literal[2, 3]", planned.zarr_format)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata")
         # Empty the location (and create the root group), then say whose it is
         # before any array exists, so an interrupted setup is recognisable.
-        zarr_format = cast("Literal[2, 3]", planned.zarr_format)
-        zarr.open_group(store, mode="w", zarr_format=zarr_format, **kwargs)
-        job_records.write(store, record, storage_options)
-        dataset.to_zarr(
-            store,
-            mode="a",
-            compute=False,
-            consolidated=True,
-            zarr_format=planned.zarr_format,
-            encoding=encoding,
-            write_empty_chunks=True,
-            storage_options=dict(storage_options or {}) or None,
-        )
+        _start(store, zarr_format, record, storage_options)
+        if staging.wanted(store, options.stage_locally):
+            with tempfile.TemporaryDirectory(prefix="xarray_beam-setup-") as local:
+                _start(local, zarr_format, record, None)
+                _write_metadata(dataset, encoding, local, zarr_format, None)
+                _finish(local, record, None)
+                staging.copy_into(
+                    local, cast(str, store), f"{job_records.NAME}/", storage_options
+                )
+        else:
+            _write_metadata(dataset, encoding, store, zarr_format, storage_options)
+            _finish(store, record, storage_options)
+
+
+def _start(
+    store: str | Any,
+    zarr_format: Literal[2, 3],
+    record: job_records.JobRecord,
+    storage_options: Mapping[str, Any] | None,
+) -> None:
+    """Empty the location, create its root group and write the record."""
+    kwargs: dict[str, Any] = (
+        {"storage_options": dict(storage_options)} if storage_options else {}
+    )
+    zarr.open_group(store, mode="w", zarr_format=zarr_format, **kwargs)
+    job_records.write(store, record, storage_options)
+
+
+def _write_metadata(
+    dataset: xarray.Dataset,
+    encoding: dict[Hashable, dict[str, Any]],
+    store: str | Any,
+    zarr_format: Literal[2, 3],
+    storage_options: Mapping[str, Any] | None,
+) -> None:
+    """The arrays' metadata, and the in-memory variables' data."""
+    dataset.to_zarr(
+        store,
+        mode="a",
+        compute=False,
+        consolidated=True,
+        zarr_format=zarr_format,
+        encoding=encoding,
+        write_empty_chunks=True,
+        storage_options=dict(storage_options or {}) or None,
+    )
+
+
+def _finish(
+    store: str | Any,
+    record: job_records.JobRecord,
+    storage_options: Mapping[str, Any] | None,
+) -> None:
+    """Mark the setup done, with the record in the consolidated metadata."""
     job_records.write(
         store,
         dataclasses.replace(record, setup_done=True),
@@ -486,6 +535,7 @@ def setup_zarr(
     *,
     mode: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    stage_locally: bool | None = None,
 ) -> None:
     """Create a Zarr store's metadata for a template, outside any pipeline.
 
@@ -503,6 +553,10 @@ def setup_zarr(
       mode: None/'w-' refuses an existing store, 'w' overwrites a Zarr
         store, 'r+' only checks an existing store against the template.
       storage_options: fsspec options for URLs.
+      stage_locally: write the metadata to a local temporary directory and
+        copy it to ``store`` in a few concurrent batches, which is much faster
+        on object stores. None (the default) stages whenever ``store`` is a
+        path or URL; True with a zarr Store object is a ValueError.
 
     Raises:
       FileExistsError, FileNotFoundError, ValueError: see ``ChunksToZarr``.
@@ -518,7 +572,9 @@ def setup_zarr(
         encoding,
         stores.check_mode_name(mode),
         storage_options,
+        stage_locally=stage_locally,
     )
+    staging.wanted(options.store, stage_locally)
     setup(template, options)
 
 

@@ -78,15 +78,19 @@ def make_template(
 ) -> xarray.Dataset:
     """A template for writing ``dataset``: lazy variables that refuse to compute.
 
+    Lazy variables are written chunk by chunk by a pipeline; the others are
+    written once, when the store is set up.
+
     Args:
       dataset: the dataset to describe (lazy or in memory).
-      lazy_vars: variables to make lazy; by default all data variables.
-        Coordinates stay as they are and are written when the store is set up.
+      lazy_vars: variables to make lazy; by default, as in xarray-beam, every
+        data variable and every coordinate that is not an index.
 
     Returns:
       A dataset with the same variables, dims, dtypes, attrs and encoding, in
       which each lazy variable keeps the Dask chunks of ``dataset`` (one chunk
-      if it has none).
+      if it has none), and every other variable is in memory (Dask-backed
+      ones are computed; index coordinates always are).
 
     Raises:
       ValueError: if ``lazy_vars`` names unknown variables or index coordinates.
@@ -100,21 +104,26 @@ def make_template(
     """
     if not isinstance(dataset, xarray.Dataset):
         raise TypeError(f"make_template takes an xarray.Dataset, got {type(dataset)}")
-    names = dataset.data_vars if lazy_vars is None else lazy_vars
-    lazy_vars = set(cast("Iterable[str]", names))  # named by str, as in keys
-    unknown = sorted(lazy_vars - set(dataset.variables))
+    if lazy_vars is None:
+        names: Iterable[Hashable] = [*dataset.data_vars, *dataset.coords]
+        names = [name for name in names if name not in dataset.xindexes]
+    else:
+        names = lazy_vars
+    lazy = set(cast("Iterable[str]", names))  # named by str, as in keys
+    unknown = sorted(lazy - set(dataset.variables))
     if unknown:
         raise ValueError(f"lazy_vars names unknown variable(s) {unknown}")
-    indexes = sorted(lazy_vars & set(dataset.xindexes))
+    indexes = sorted(lazy & set(dataset.xindexes))
     if indexes:
         raise ValueError(f"index coordinate(s) {indexes} cannot be made lazy")
     variables = dict(dataset.variables)
-    for name in lazy_vars:
-        var = variables[name]
-        chunks = var.chunks if var.chunks is not None else -1
-        variables[name] = xarray.Variable(
-            var.dims, placeholder(var.shape, var.dtype, chunks), var.attrs, var.encoding
-        )
+    for name, var in variables.items():
+        if name in lazy:
+            chunks = var.chunks if var.chunks is not None else -1
+            data = placeholder(var.shape, var.dtype, chunks)
+            variables[name] = xarray.Variable(var.dims, data, var.attrs, var.encoding)
+        elif is_lazy(var):
+            variables[name] = var.compute()
     return _rebuild(dataset, variables)
 
 
@@ -134,7 +143,9 @@ def replace_template_dims(
       is lazy with the new shape (one chunk along that dimension).
 
     Raises:
-      ValueError: if a dimension is not in the template.
+      TypeError: if ``template`` is not an xarray.Dataset.
+      ValueError: if it is not a template (no variable is lazy: make one
+        with ``make_template``), or a dimension is not in it.
 
     Example:
       >>> ds = xarray.Dataset({'t2m': (('time', 'x'), np.zeros((4, 2)))},
@@ -143,6 +154,18 @@ def replace_template_dims(
       >>> dict(out.sizes)
       {'time': 12, 'x': 2}
     """
+    if not isinstance(template, xarray.Dataset):
+        raise TypeError(
+            f"replace_template_dims takes a template (an xarray.Dataset), got "
+            f"{type(template).__name__}"
+        )
+    if not lazy_variables(template):
+        raise ValueError(
+            f"replace_template_dims takes a template, but no variable of this "
+            f"dataset is lazy (Dask-backed), e.g. data variable(s) "
+            f"{list(template.data_vars)[:5]}; make one with "
+            f"xarray_beam.make_template(dataset) first"
+        )
     unknown = [dim for dim in dim_replacements if dim not in template.dims]
     if unknown:
         raise ValueError(
