@@ -314,7 +314,7 @@ def test_map_blocks_errors(numeric):
     with pytest.raises(ValueError, match="drops dimension 'time'"):
         ds.map_blocks(lambda c: c.mean("time"))
     with pytest.raises(ValueError, match="changes the size of 'time'"):
-        ds.map_blocks(lambda c: c.isel(time=slice(0, 2)))
+        ds.map_blocks(lambda c: c.isel(time=slice(0, 3)))  # 2 chunks of 1.5
     lying = ds.map_blocks(
         lambda c: c.isel(time=slice(0, 1)), template=xb.make_template(numeric)
     )
@@ -362,7 +362,10 @@ def test_rechunk_of_zarr_source_rereads_whole_stored_chunks(tmp_path, numeric):
     assert ds.chunks["time"] == 2
     assert step_labels(ds.rechunk({"time": 4})) == ["FromZarr(src.zarr)"]
     assert step_labels(ds.rechunk({"time": 3}))[-1] == "Rechunk"
-    assert ds.rechunk({"time": "1kB"}).chunks["time"] % 2 == 0
+    byte_sized = xb.normalize_chunks(
+        {"time": "1kB"}, ds.template, previous_chunks=ds.chunks
+    )
+    assert ds.rechunk({"time": "1kB"}).chunks == byte_sized
 
 
 def test_zarr_to_zarr_rechunk_goes_store_to_store(tmp_path):

@@ -189,7 +189,12 @@ class ChunkChecker:
 
 
 class MapBlocks:
-    """Applies a function to each chunk and re-keys the result."""
+    """Applies a function to each chunk and re-keys the result.
+
+    The chunk at the n-th offset of the input chunks ``old_chunks`` (default:
+    ``chunks``) along a dimension becomes the n-th chunk of ``chunks``, so a
+    function may resize dimensions split into several chunks.
+    """
 
     def __init__(
         self,
@@ -197,12 +202,14 @@ class MapBlocks:
         template: xarray.Dataset,
         chunks: Mapping[str, int],
         split_vars: bool,
+        old_chunks: Mapping[str, int] | None = None,
     ):
         self.func = func
         self.name = getattr(func, "__name__", type(func).__name__)
         self.sizes = sizes_of(template)
         self.dims = dims_of(template)
         self.chunks = dict(chunks)
+        self.old_chunks = dict(chunks if old_chunks is None else old_chunks)
         self.split_vars = split_vars
 
     def __call__(self, element: Chunk) -> Chunk:
@@ -215,7 +222,12 @@ class MapBlocks:
                 f"xarray.Dataset"
             )
         dims = dims_of(result) if self.split_vars else self.dims
-        offsets = {dim: key.offsets.get(dim, 0) for dim in dims}
+        offsets = {
+            dim: key.offsets.get(dim, 0)
+            // self.old_chunks.get(dim, 1)
+            * self.chunks.get(dim, 1)
+            for dim in dims
+        }
         for dim in dims_of(result):
             if dim not in self.sizes:
                 raise ValueError(
