@@ -6,7 +6,12 @@ each (``split_vars``) and the Beam transform that makes the chunks. Methods
 return new ``Dataset`` objects with one more step; nothing runs (and nothing
 is written) until a pipeline with ``ds.ptransform`` or ``ds.to_zarr(...)``
 runs. Step labels come from the call chain (``FromZarr(era5.zarr)|Rechunk|
-Mean(time)``), so they are the same in every run and Dataflow updates work.
+Mean(time)``, or ``label=``), so they are the same in every run and Dataflow
+updates work.
+
+A Dataset made with ``pipeline=p`` (as in xarray-beam 0.11) is bound to
+``p``: ``ds.to_zarr(path)`` then applies the write to ``p`` itself, and steps
+shared by several outputs are applied once.
 
 Example:
   >>> import numpy as np, pandas as pd, xarray
@@ -100,7 +105,7 @@ class _Binding:
 
     def unique_label(self, label: str) -> str:
         """``label``, numbered if the pipeline already has a step of that name."""
-        taken = getattr(self.pipeline, "applied_labels", set())
+        taken: set[str] = getattr(self.pipeline, "applied_labels", set())
         unique, number = label, 1
         while unique in taken:
             number += 1
@@ -1088,8 +1093,9 @@ class Dataset:
         chunks = {d: self._chunks[d] for d in steps_lib.dims_of(edited.dataset)}
         return Dataset._from_source(edited, chunks, self._split_vars, self._binding)
 
-    def transpose(self, *dims: Hashable) -> Dataset:
-        """Transpose every variable, as ``xarray.Dataset.transpose``.
+    def transpose(self, *dims: Hashable, label: str | None = None) -> Dataset:
+        """Transpose every variable, as ``xarray.Dataset.transpose``
+        (``label`` names the step, default 'Transpose').
 
         Example:
           >>> import numpy as np, xarray
@@ -1101,7 +1107,7 @@ class Dataset:
         template = self._template.transpose(*dims)
         chunks = {d: self._chunks[d] for d in steps_lib.dims_of(template)}
         return self._then(
-            "Transpose",
+            label or "Transpose",
             beam.Map(steps_lib.Transpose(dims)),
             template=template,
             chunks=chunks,
@@ -1440,7 +1446,7 @@ def _chunks_in_shards(
             f"zarr_chunks_per_shard names dimension(s) {unknown} not in the "
             f"dataset's dimensions {list(shards)}"
         )
-    chunks = {}
+    chunks: dict[str, int] = {}
     for dim, shard in shards.items():
         count = counts.get(dim, default)
         if isinstance(count, bool) or not isinstance(count, numbers.Integral):

@@ -399,9 +399,10 @@ def _byte_limit(spec: Mapping[Any, object]) -> int | None:
         if not value.strip():
             raise ValueError(f"empty chunk size for {where}")
         if value.strip().lower() == "auto":
+            name = "chunks" if dim is ... else repr(dim)
             raise ValueError(
-                f"chunk size 'auto' is not supported (for {where}): give a size, "
-                f"-1, or a byte size such as '64MiB'"
+                f"{name}='auto' is not supported (unlike Dask): give a size, -1, "
+                f"or a byte size such as '64MiB'"
             )
         limits[dim] = units.parse_size(value)
     if len(set(limits.values())) > 1:
