@@ -63,6 +63,17 @@ def test_byte_sizes_grow_only_dims_that_are_not_whole():
     assert result == {"a": 5, "b": 2}
 
 
+@pytest.mark.parametrize("steps", [50, 100, 300])
+def test_byte_sizes_above_one_previous_chunk_are_whole_previous_chunks(steps):
+    template = xarray.Dataset({"v": (("time", "a"), np.zeros((1000, 100), "f4"))})
+    limit = steps * 100 * 4
+    result = xb.normalize_chunks(
+        {"time": f"{limit}B", ...: -1}, template, previous_chunks={"time": 24}
+    )
+    assert result["time"] % 24 == 0 and result["a"] == 100
+    assert result["time"] >= 24 and result["time"] * 100 * 4 <= limit * 1.25
+
+
 def test_byte_sizes_without_previous_chunks_are_square():
     template = xarray.Dataset({"v": (("a", "b"), np.zeros((100, 100), "i1"))})
     side = math.isqrt(1024)
@@ -152,6 +163,36 @@ def test_bound_from_zarr_shares_its_reading_step_between_outputs(tmp_path):
     xarray.testing.assert_allclose(
         _written(tmp_path / "mean.zarr"), source.mean("time", keep_attrs=True)
     )
+
+
+def test_pipeline_of_the_0_11_module_docstring(tmp_path):
+    """from_zarr(pipeline=p) -> rechunk -> map_blocks -> to_zarr, no p |."""
+    source = _source()[["t"]]
+    source.chunk({"time": 5}).to_zarr(tmp_path / "in.zarr")
+    with beam.Pipeline("DirectRunner") as p:
+        (
+            Dataset.from_zarr(tmp_path / "in.zarr", pipeline=p)
+            .rechunk({"time": -1, "x": 4})
+            .map_blocks(lambda x: x.median("time"))
+            .to_zarr(tmp_path / "out.zarr")
+        )
+    xarray.testing.assert_allclose(
+        _written(tmp_path / "out.zarr"), source.median("time", keep_attrs=True)
+    )
+    assert _array(tmp_path / "out.zarr").chunks == (4,)
+
+
+def test_bound_zarr_to_zarr_rechunk_goes_store_to_store(tmp_path):
+    source = _source()[["t"]]
+    source.chunk({"time": 2}).to_zarr(tmp_path / "in.zarr")
+    with beam.Pipeline("DirectRunner") as p:
+        ds = Dataset.from_zarr(tmp_path / "in.zarr", pipeline=p)
+        rechunked = ds.rechunk({"time": -1, "x": 3})
+        assert rechunked.rechunk_route(to_zarr=True).route == "storage"
+        rechunked.to_zarr(tmp_path / "out.zarr", label="Write")
+        assert "Write" in p.applied_labels
+    xarray.testing.assert_identical(_written(tmp_path / "out.zarr"), source)
+    assert _array(tmp_path / "out.zarr").chunks == (20, 3)
 
 
 def test_two_bound_datasets_with_the_same_labels_get_unique_steps(tmp_path):

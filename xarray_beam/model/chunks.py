@@ -299,8 +299,9 @@ def normalize_chunks(
         whole). All byte sizes must be the same size: the dimensions given
         one are chosen together so that a chunk holds about that many bytes
         (Dask's rule, as xarray-beam 0.11 uses it: the shape of
-        ``previous_chunks`` scaled by one factor when given, else chunks
-        as square as the sizes allow, never more than the target plus 25%).
+        ``previous_chunks`` scaled by one factor when given, in whole
+        previous chunks where at least one fits, else chunks as square as
+        the sizes allow; never more than the target plus 25%).
       template: the dataset (or template) the chunks are for.
       split_vars: whether chunks hold one variable (byte sizes then count
         the largest variable's itemsize, else the sum of all).
