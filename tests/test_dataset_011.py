@@ -425,3 +425,26 @@ def test_constructor_takes_a_pcollection(tmp_path):
     xarray.testing.assert_identical(
         _written(tmp_path / "out.zarr"), source.transpose("x", "time")
     )
+
+
+@pytest.mark.parametrize("split_vars", [False, True])
+def test_from_ptransform_fills_in_zero_offsets_and_vars(split_vars):
+    """0.11 fills in keys: offsets left out are 0, vars are the chunk's."""
+    source = _source(time=10)
+    pieces = []
+    for name in ["t", "u"] if split_vars else [None]:
+        data = source if name is None else source[[name]]
+        for start in (0, 5):
+            offsets = {"time": start} if start else {}  # 'x' (and time 0) left out
+            pieces.append((xb.Key(offsets), data.isel(time=slice(start, start + 5))))
+    ds = Dataset.from_ptransform(
+        beam.Create(pieces), template=source, chunks={"time": 5}, split_vars=split_vars
+    )
+    keys = sorted(_keys(ds), key=repr)
+    if split_vars:
+        want = [xb.Key({"time": s, "x": 0}, {"t"}) for s in (0, 5)]
+        want += [xb.Key({"time": s}, {"u"}) for s in (0, 5)]
+    else:
+        want = [xb.Key({"time": s, "x": 0}) for s in (0, 5)]
+    assert keys == sorted(want, key=repr)
+    xarray.testing.assert_identical(ds.collect_with_direct_runner(), source)

@@ -341,7 +341,9 @@ class Dataset:
         right offsets (multiples of the chunk sizes, for exactly the template's
         dimensions, or the variable's with ``split_vars``), chunk sizes, the
         variables, their dimensions and dtypes. A chunk that does not match
-        raises ValueError naming its key and what was expected.
+        raises ValueError naming its key and what was expected. Keys may
+        leave out offsets of 0 and, with ``split_vars``, the vars of a
+        one-variable chunk: they are filled in (as in xarray-beam 0.11).
 
         Args:
           ptransform: a PTransform making the chunks from a pipeline's start,
