@@ -158,7 +158,7 @@ def _mutate(pieces, index, change):
     [
         (lambda k, c: (k.with_offsets(time=2), c), False, "not a multiple"),
         (lambda k, c: (k, c.isel(time=slice(0, 3))), False, "elements along 'time'"),
-        (lambda k, c: (k.with_offsets(time=None), c), False, "offsets for"),
+        (lambda k, c: (k.with_offsets(level=0), c), False, "offsets for"),
         (lambda k, c: (k, c.drop_vars("lsm")), False, r"missing \['lsm'\]"),
         (lambda k, c: (k, c.assign(t2m=c.t2m.astype("f8"))), False, "dtype"),
         (lambda k, c: (k, c.transpose("longitude", ...)), False, "dims"),
