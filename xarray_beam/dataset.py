@@ -6,7 +6,12 @@ each (``split_vars``) and the Beam transform that makes the chunks. Methods
 return new ``Dataset`` objects with one more step; nothing runs (and nothing
 is written) until a pipeline with ``ds.ptransform`` or ``ds.to_zarr(...)``
 runs. Step labels come from the call chain (``FromZarr(era5.zarr)|Rechunk|
-Mean(time)``), so they are the same in every run and Dataflow updates work.
+Mean(time)``, or ``label=``), so they are the same in every run and Dataflow
+updates work.
+
+A Dataset made with ``pipeline=p`` (as in xarray-beam 0.11) is bound to
+``p``: ``ds.to_zarr(path)`` then applies the write to ``p`` itself, and steps
+shared by several outputs are applied once.
 
 Example:
   >>> import numpy as np, pandas as pd, xarray
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import numbers
 import os
 import textwrap
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -68,6 +75,42 @@ class _Chain(beam.PTransform):
         for name, transform in self.steps:
             pvalue = pvalue | name >> transform
         return pvalue
+
+
+class _Binding:
+    """The pipeline (or PCollection) a bound Dataset's steps are applied to.
+
+    Shared by a bound Dataset and everything derived from it. Each prefix of
+    steps is applied once, so datasets sharing steps share their collections
+    (Beam then reuses them instead of recomputing, and labels stay unique).
+    """
+
+    def __init__(self, root: beam.Pipeline | beam.pvalue.PCollection):
+        self.root = root
+        self.pipeline = root if isinstance(root, beam.Pipeline) else root.pipeline
+        self._applied: dict[tuple[int, ...], tuple[Any, Any]] = {}
+
+    def apply(self, steps: tuple[tuple[str, beam.PTransform], ...]) -> Any:
+        """The collection made by ``steps`` from the root, applying what is new."""
+        value: Any = self.root
+        for i, (name, transform) in enumerate(steps):
+            prefix = steps[: i + 1]
+            ident = tuple(id(t) for _, t in prefix)
+            if ident in self._applied:
+                value = self._applied[ident][1]
+                continue
+            value = value | self.unique_label(name) >> transform
+            self._applied[ident] = (prefix, value)  # keeps the ids alive
+        return value
+
+    def unique_label(self, label: str) -> str:
+        """``label``, numbered if the pipeline already has a step of that name."""
+        taken: set[str] = getattr(self.pipeline, "applied_labels", set())
+        unique, number = label, 1
+        while unique in taken:
+            number += 1
+            unique = f"{label}_{number}"
+        return unique
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,22 +170,28 @@ class Dataset:
         template: xarray.Dataset,
         chunks: ChunksSpec,
         split_vars: bool = False,
-        ptransform: beam.PTransform | None = None,
+        ptransform: beam.PTransform | beam.pvalue.PCollection | None = None,
     ):
         if not isinstance(template, xarray.Dataset):
             raise TypeError(
                 f"template must be an xarray.Dataset, got {type(template).__name__}"
             )
-        if not isinstance(ptransform, beam.PTransform):
+        if isinstance(ptransform, beam.pvalue.PCollection):
+            steps: tuple[tuple[str, beam.PTransform], ...] = ()
+            binding: _Binding | None = _Binding(ptransform)
+        elif isinstance(ptransform, beam.PTransform):
+            steps, binding = ((ptransform.label, ptransform),), None
+        else:
             raise TypeError(
-                f"ptransform must be a beam.PTransform producing (Key, Dataset) "
-                f"chunks, got {type(ptransform).__name__}"
+                f"ptransform must be a beam.PTransform or PCollection of "
+                f"(Key, Dataset) chunks, got {type(ptransform).__name__}"
             )
         self._init(
             template,
             chunks_lib.normalize_chunks(chunks, template, bool(split_vars)),
             bool(split_vars),
-            ((ptransform.label, ptransform),),
+            steps,
+            binding=binding,
         )
 
     def _init(
@@ -153,6 +202,7 @@ class Dataset:
         steps: tuple[tuple[str, beam.PTransform], ...],
         source: _Source | None = None,
         rechunked: _RechunkStep | None = None,
+        binding: _Binding | None = None,
     ) -> None:
         self._template = template
         self._chunks = dict(chunks)
@@ -160,6 +210,7 @@ class Dataset:
         self._steps = steps
         self._source = source
         self._rechunked = rechunked
+        self._binding = binding
 
     @classmethod
     def _make(
@@ -170,9 +221,10 @@ class Dataset:
         steps: tuple[tuple[str, beam.PTransform], ...],
         source: _Source | None = None,
         rechunked: _RechunkStep | None = None,
+        binding: _Binding | None = None,
     ) -> Dataset:
         dataset = cls.__new__(cls)
-        dataset._init(template, chunks, split_vars, steps, source, rechunked)
+        dataset._init(template, chunks, split_vars, steps, source, rechunked, binding)
         return dataset
 
     # --- constructors ------------------------------------------------------------
@@ -184,6 +236,10 @@ class Dataset:
         chunks: ChunksSpec | None = None,
         split_vars: bool = False,
         num_threads: int | None = None,
+        *,
+        previous_chunks: Mapping[str, int] | None = None,
+        pipeline: beam.Pipeline | None = None,
+        label: str | None = None,
     ) -> Dataset:
         """A Dataset that reads an xarray.Dataset (in memory, lazy or Dask).
 
@@ -193,6 +249,12 @@ class Dataset:
             chunks of ``source`` (whole dimensions if it has none).
           split_vars: one variable per chunk.
           num_threads: chunks a worker loads at once.
+          previous_chunks: what dimensions not in ``chunks`` get, and the
+            shape byte sizes in ``chunks`` keep (default: whole dimensions).
+          pipeline: bind the dataset to this pipeline: its steps are applied
+            to it, and ``to_zarr`` then writes without ``p |`` (see
+            ``to_zarr``).
+          label: the name of the reading step (default 'FromXarray').
 
         Example:
           >>> import numpy as np, xarray
@@ -205,15 +267,18 @@ class Dataset:
                 f"from_xarray takes an xarray.Dataset, got {type(source).__name__}"
             )
         units = _stored_units(source)
-        dask_chunks = _dask_chunks(source)
-        origin = _Source(source, "FromXarray", num_threads=num_threads, units=units)
+        origin = _Source(
+            source, label or "FromXarray", num_threads=num_threads, units=units
+        )
+        if previous_chunks is None:
+            previous_chunks = steps_lib.sizes_of(source)
         chunks = chunks_lib.normalize_chunks(
-            dask_chunks if chunks is None else chunks,
+            _dask_chunks(source) if chunks is None else chunks,
             source,
             split_vars,
-            {d: c for d, c in dask_chunks.items() if c != -1},
+            previous_chunks,
         )
-        return cls._from_source(origin, chunks, bool(split_vars))
+        return cls._from_source(origin, chunks, bool(split_vars), _bind(pipeline))
 
     @classmethod
     def from_zarr(
@@ -223,16 +288,22 @@ class Dataset:
         split_vars: bool = False,
         storage_options: Mapping[str, Any] | None = None,
         num_threads: int | None = None,
+        *,
+        pipeline: beam.Pipeline | None = None,
+        label: str | None = None,
     ) -> Dataset:
         """A Dataset that reads a Zarr store.
 
         Args:
           store: local path, URL (``gs://``, ``s3://``) or zarr Store.
-          chunks: chunk sizes (see ``normalize_chunks``; byte sizes round to
-            whole Zarr chunks); default: the store's chunks (shards if any).
+          chunks: chunk sizes (see ``normalize_chunks``; dimensions not given
+            keep the store's chunks, byte sizes keep their shape); default:
+            the store's chunks (shards if any).
           split_vars: one variable per chunk.
           storage_options: fsspec options for URLs, carried to the workers.
           num_threads: chunks a worker loads at once.
+          pipeline: bind the dataset to this pipeline (see ``from_xarray``).
+          label: the name of the reading step (default 'FromZarr(<name>)').
 
         Example:
           ``Dataset.from_zarr('gs://bucket/era5.zarr', {'time': 24})``
@@ -242,7 +313,7 @@ class Dataset:
         source, stored = zarr_io.open_zarr(store, **kwargs)
         origin = _Source(
             source,
-            f"FromZarr({_store_name(store)})",
+            label or f"FromZarr({_store_name(store)})",
             store=store,
             storage_options=storage_options,
             num_threads=num_threads,
@@ -252,23 +323,41 @@ class Dataset:
         chunks = chunks_lib.normalize_chunks(
             stored if chunks is None else chunks, source, split_vars, stored
         )
-        return cls._from_source(origin, chunks, bool(split_vars))
+        return cls._from_source(origin, chunks, bool(split_vars), _bind(pipeline))
 
     @classmethod
     def from_ptransform(
         cls,
-        ptransform: beam.PTransform,
+        ptransform: beam.PTransform | beam.pvalue.PCollection,
         template: xarray.Dataset,
-        chunks: ChunksSpec,
+        chunks: Mapping[Any, int],
         split_vars: bool = False,
+        *,
+        label: str | None = None,
     ) -> Dataset:
-        """A Dataset from a transform making ``(Key, Dataset)`` chunks.
+        """A Dataset from a transform (or collection) of ``(Key, Dataset)`` chunks.
 
         Every chunk is checked against the template and chunks: keys with the
         right offsets (multiples of the chunk sizes, for exactly the template's
         dimensions, or the variable's with ``split_vars``), chunk sizes, the
         variables, their dimensions and dtypes. A chunk that does not match
-        raises ValueError naming its key and what was expected.
+        raises ValueError naming its key and what was expected. Keys may
+        leave out offsets of 0 and, with ``split_vars``, the vars of a
+        one-variable chunk: they are filled in (as in xarray-beam 0.11).
+
+        Args:
+          ptransform: a PTransform making the chunks from a pipeline's start,
+            or a PCollection of them (the Dataset is then bound to its
+            pipeline, see ``from_xarray``).
+          template: the whole dataset the chunks make up (lazy or not).
+          chunks: a mapping of dimension to int chunk size (or -1; ``...``
+            for every other dimension; dimensions not given are whole).
+          split_vars: whether each chunk holds one variable.
+          label: the name of the checking step (default 'Validate').
+
+        Raises:
+          TypeError: if ``ptransform`` is neither a PTransform nor a
+            PCollection, or ``chunks`` is not a mapping of ints.
 
         Example:
           >>> import apache_beam as beam, numpy as np, xarray
@@ -280,34 +369,63 @@ class Dataset:
           >>> ds.sum().collect_with_direct_runner().t.item()
           6.0
         """
-        if not isinstance(ptransform, beam.PTransform):
+        if not isinstance(ptransform, beam.PTransform | beam.pvalue.PCollection):
             raise TypeError(
-                f"ptransform must be a beam.PTransform, got {type(ptransform).__name__}"
+                f"ptransform must be a beam.PTransform or PCollection, got "
+                f"{type(ptransform).__name__}"
             )
         if not isinstance(template, xarray.Dataset):
             raise TypeError(
                 f"template must be an xarray.Dataset, got {type(template).__name__}"
             )
+        if not isinstance(chunks, Mapping):
+            raise TypeError(
+                f"from_ptransform needs chunks as a mapping of dimension to int "
+                f"chunk size, got {type(chunks).__name__}: {chunks!r}"
+            )
+        not_ints = {
+            ("..." if dim is ... else dim): size
+            for dim, size in chunks.items()
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral)
+        }
+        if not_ints:
+            raise TypeError(
+                f"from_ptransform needs int chunk sizes (the chunks the transform "
+                f"makes), got {not_ints}"
+            )
         split_vars = bool(split_vars)
         template = steps_lib.lazy_template(template)
         chunks = chunks_lib.normalize_chunks(chunks, template, split_vars)
-        checker = steps_lib.ChunkChecker(template, chunks, split_vars)
-        steps = (
-            (ptransform.label, ptransform),
-            ("Validate", beam.Map(checker)),
+        check = (
+            label or "Validate",
+            beam.Map(steps_lib.ChunkChecker(template, chunks, split_vars)),
         )
+        if isinstance(ptransform, beam.pvalue.PCollection):
+            return cls._make(
+                template, chunks, split_vars, (check,), binding=_Binding(ptransform)
+            )
+        steps = ((ptransform.label, ptransform), check)
         return cls._make(template, chunks, split_vars, steps)
 
     @classmethod
     def _from_source(
-        cls, origin: _Source, chunks: Mapping[str, int], split_vars: bool
+        cls,
+        origin: _Source,
+        chunks: Mapping[str, int],
+        split_vars: bool,
+        binding: _Binding | None,
     ) -> Dataset:
         read = reading.DatasetToChunks(
             origin.dataset, chunks, split_vars, num_threads=origin.num_threads
         )
         template = steps_lib.lazy_template(origin.dataset)
         return cls._make(
-            template, chunks, split_vars, ((origin.label, read),), source=origin
+            template,
+            chunks,
+            split_vars,
+            ((origin.label, read),),
+            source=origin,
+            binding=binding,
         )
 
     # --- properties --------------------------------------------------------------
@@ -328,8 +446,23 @@ class Dataset:
         return self._split_vars
 
     @property
-    def ptransform(self) -> beam.PTransform:
-        """The transform making this dataset's chunks (``p | ds.ptransform``)."""
+    def ptransform(self) -> Any:
+        """The transform making this dataset's chunks (``p | ds.ptransform``).
+
+        For a Dataset bound to a pipeline (``pipeline=`` or a PCollection in
+        ``from_ptransform``), the PCollection of its chunks in that pipeline
+        instead (applied once, however often this is read).
+        """
+        if self._binding is not None:
+            return self._binding.apply(self._steps)
+        return self._chain()
+
+    @property
+    def pipeline(self) -> beam.Pipeline | None:
+        """The pipeline this Dataset is bound to (None if unbound)."""
+        return None if self._binding is None else self._binding.pipeline
+
+    def _chain(self) -> _Chain:
         return _Chain(self._steps)
 
     @property
@@ -361,7 +494,7 @@ class Dataset:
         template = textwrap.indent(repr(self._template), "  ")
         return (
             f"<xarray_beam.Dataset>\n"
-            f"PTransform: {self.ptransform.label}\n"
+            f"PTransform: {self._chain().label}\n"
             f"Chunks:     {self._chunks}"
             f"{' (one variable per chunk)' if self._split_vars else ''}\n"
             f"Chunk count: {self.chunk_count} chunks of up to "
@@ -390,6 +523,7 @@ class Dataset:
             self._chunks if chunks is None else chunks,
             self._split_vars if split_vars is None else split_vars,
             self._steps + ((unique, transform),),
+            binding=self._binding,
         )
 
     def _require_source(self, method: str) -> _Source:
@@ -397,11 +531,13 @@ class Dataset:
             raise ValueError(
                 f"{method}() works only on a Dataset straight from from_xarray or "
                 f"from_zarr, before other steps (this one is "
-                f"{self.ptransform.label!r}); select the data first"
+                f"{self._chain().label!r}); select the data first"
             )
         return self._source
 
-    def _edit_source(self, method: str, args: str, edit: Callable) -> Dataset:
+    def _edit_source(
+        self, method: str, args: str, edit: Callable, label: str | None = None
+    ) -> Dataset:
         origin = self._require_source(method)
         selected = edit(origin.dataset)
         units = {}
@@ -414,7 +550,7 @@ class Dataset:
         edited = dataclasses.replace(
             origin,
             dataset=selected,
-            label=f"{origin.label}.{method}({args})",
+            label=label or f"{origin.label}.{method}({args})",
             store=None,
             units=units,
         )
@@ -422,7 +558,7 @@ class Dataset:
             dim: min(self._chunks.get(dim, size), max(size, 1))
             for dim, size in selected.sizes.items()
         }
-        return Dataset._from_source(edited, chunks, self._split_vars)
+        return Dataset._from_source(edited, chunks, self._split_vars, self._binding)
 
     # --- methods -----------------------------------------------------------------
 
@@ -432,21 +568,32 @@ class Dataset:
         *,
         template: xarray.Dataset | None = None,
         chunks: ChunksSpec | None = None,
+        label: str | None = None,
     ) -> Dataset:
         """Apply ``func`` to every chunk.
 
+        Each chunk becomes one chunk of the result. Dimensions keep their
+        chunks when ``func`` keeps their size. A dimension ``func`` resizes
+        keeps its number of chunks: its chunks must divide it evenly before
+        and after (e.g. 12 in chunks of 4 coarsened to 6 gives chunks of 2).
+
         Args:
           func: maps a chunk (an xarray.Dataset) to a new one. It may change
-            variables, resize or drop dimensions held whole in each chunk, and
-            add new dimensions (whole in each chunk).
+            variables (not with ``split_vars``), resize dimensions as above,
+            drop dimensions held whole in each chunk, and add new dimensions
+            (whole in each chunk).
           template: the template of the result; by default found by calling
             ``func`` on this dataset's lazy template (which must not compute).
           chunks: chunks of the result, for dimensions whose chunks cannot be
             inferred.
+          label: the name of the step (default 'MapBlocks(<func name>)').
 
         Raises:
-          ValueError: if the template cannot be inferred, or ``func`` resizes
-            or drops a dimension that is split into several chunks.
+          ValueError: if the template cannot be inferred; if ``func`` drops a
+            dimension split into several chunks, or gives one a different
+            number of chunks (a size that the chunk count does not divide,
+            or ``chunks`` that do not match); if it changes the variables of
+            a dataset with ``split_vars``.
 
         Example:
           >>> import numpy as np, xarray
@@ -454,6 +601,10 @@ class Dataset:
           >>> ds = Dataset.from_xarray(source, {'x': 3}).map_blocks(lambda c: c * 2)
           >>> ds.collect_with_direct_runner().t.values.tolist()
           [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+          >>> coarse = Dataset.from_xarray(source, {'x': 2}).map_blocks(
+          ...     lambda c: c.coarsen(x=2).mean())
+          >>> coarse.chunks, coarse.collect_with_direct_runner().t.values.tolist()
+          ({'x': 1}, [0.5, 2.5, 4.5])
         """
         name = getattr(func, "__name__", type(func).__name__)
         if template is None:
@@ -471,48 +622,74 @@ class Dataset:
                 f"{type(template).__name__}"
             )
         template = steps_lib.lazy_template(template)
+        if self._split_vars and set(template.data_vars) != set(
+            self._template.data_vars
+        ):
+            raise ValueError(
+                f"map_blocks({name}) changes the data variables from "
+                f"{sorted(map(str, self._template.data_vars))} to "
+                f"{sorted(map(str, template.data_vars))}, but this dataset has one "
+                f"variable per chunk (split_vars=True): consolidate_variables() "
+                f"first, or keep the variables"
+            )
         given = {}
         if chunks is not None:
             full = chunks_lib.normalize_chunks(chunks, template, self._split_vars)
             named = set(chunks) if isinstance(chunks, Mapping) else {...}
             given = {d: c for d, c in full.items() if d in named or ... in named}
+        old_sizes = steps_lib.sizes_of(self._template)
         new_chunks = {}
         for dim, size in steps_lib.sizes_of(template).items():
             if dim in given:
                 new_chunks[dim] = given[dim]
-            elif dim not in self._template.dims:
+            elif dim not in old_sizes or self._chunks[dim] >= old_sizes[dim]:
                 new_chunks[dim] = max(size, 1)
-            elif size == self._template.sizes[dim]:
+            elif size == old_sizes[dim]:
                 new_chunks[dim] = self._chunks[dim]
-            elif self._chunks[dim] >= self._template.sizes[dim]:
-                new_chunks[dim] = max(size, 1)
             else:
-                raise ValueError(
-                    f"map_blocks({name}) changes the size of {dim!r} from "
-                    f"{self._template.sizes[dim]} to {size}, but {dim!r} is split "
-                    f"into chunks of {self._chunks[dim]}; rechunk to "
-                    f"{{{dim!r}: -1}} first, or pass chunks="
+                new_chunks[dim] = _resized_chunk(
+                    name, dim, old_sizes[dim], self._chunks[dim], size
                 )
-        for dim in steps_lib.dims_of(self._template):
-            if dim not in template.dims and self._chunks[dim] < self.sizes[dim]:
+        for dim, size in old_sizes.items():
+            old_count = math.ceil(size / self._chunks[dim])
+            if dim not in template.dims:
+                if old_count > 1:
+                    raise ValueError(
+                        f"map_blocks({name}) drops dimension {dim!r}, which is split "
+                        f"into chunks of {self._chunks[dim]}: the chunks would "
+                        f"collide; rechunk to {{{dim!r}: -1}} first, or use a "
+                        f"reduction such as .mean({dim!r})"
+                    )
+                continue
+            new_size = template.sizes[dim]
+            new_count = max(math.ceil(new_size / new_chunks[dim]), 1)
+            if max(old_count, 1) != new_count:
                 raise ValueError(
-                    f"map_blocks({name}) drops dimension {dim!r}, which is split "
-                    f"into chunks of {self._chunks[dim]}: the chunks would collide; "
-                    f"rechunk to {{{dim!r}: -1}} first, or use a reduction such as "
-                    f".mean({dim!r})"
+                    f"map_blocks({name}) gives {dim!r} {new_count} chunk(s) of "
+                    f"{new_chunks[dim]} (size {new_size}), but each of the "
+                    f"{old_count} input chunk(s) of {self._chunks[dim]} (size "
+                    f"{size}) makes one output chunk: pass chunks= that give "
+                    f"{old_count} chunk(s), or rechunk first"
                 )
-        apply = steps_lib.MapBlocks(func, template, new_chunks, self._split_vars)
+        apply = steps_lib.MapBlocks(
+            func, template, new_chunks, self._split_vars, self._chunks
+        )
         return self._then(
-            f"MapBlocks({name})", beam.Map(apply), template=template, chunks=new_chunks
+            label or f"MapBlocks({name})",
+            beam.Map(apply),
+            template=template,
+            chunks=new_chunks,
         )
 
     def rechunk(
         self,
         chunks: ChunksSpec,
-        *,
+        split_vars: bool | None = None,
         min_mem: int | None = None,
         max_mem: int = 2**30,
+        *,
         temp_store: stores.StoreLike | None = None,
+        label: str | None = None,
     ) -> Dataset:
         """The same data in new chunks.
 
@@ -530,9 +707,13 @@ class Dataset:
 
         Args:
           chunks: new chunks (see ``normalize_chunks``); dimensions not given
-            keep their chunks.
+            keep their chunks, byte sizes keep the shape of the current ones.
+          split_vars: one variable per chunk in the result (default: as
+            now). Variables are split before the rechunk (smaller chunks to
+            shuffle) and consolidated after it.
           min_mem, max_mem: memory bounds of the plan (see ``Rechunk``).
           temp_store: intermediate store for the store-to-store path.
+          label: the name of the rechunk step (default 'Rechunk').
 
         Example:
           >>> import numpy as np, xarray
@@ -540,14 +721,27 @@ class Dataset:
           >>> ds = Dataset.from_xarray(source, {'time': 2})
           >>> ds.rechunk({'time': -1, 'x': 3}).chunks
           {'time': 8, 'x': 3}
+          >>> ds.rechunk({'time': 4}, split_vars=True).split_vars
+          True
         """
+        target_split = self._split_vars if split_vars is None else bool(split_vars)
         new = chunks_lib.normalize_chunks(
-            chunks, self._template, self._split_vars, self._chunks
+            chunks, self._template, target_split, self._chunks
         )
+        options: dict[str, Any] = dict(
+            min_mem=min_mem, max_mem=max_mem, temp_store=temp_store, label=label
+        )
+        if target_split != self._split_vars:
+            if self._source is not None:
+                base = Dataset._from_source(
+                    self._source, self._chunks, target_split, self._binding
+                )
+                return base.rechunk(new, **options)
+            if target_split:
+                return self.split_variables().rechunk(new, **options)
+            return self.rechunk(new, **options).consolidate_variables()
         if self._rechunked is not None:  # one rechunk from where it started
-            return self._rechunked.origin.rechunk(
-                new, min_mem=min_mem, max_mem=max_mem, temp_store=temp_store
-            )
+            return self._rechunked.origin.rechunk(new, **options)
         origin = self._source
         request = routes.RechunkRequest(
             steps_lib.sizes_of(self._template),
@@ -562,7 +756,10 @@ class Dataset:
         if route.route == "same":
             return self
         if route.route == "reread":  # chosen only for a source
-            result = Dataset._from_source(cast(_Source, origin), new, self._split_vars)
+            source = cast(_Source, origin)
+            if label is not None:
+                source = dataclasses.replace(source, label=label)
+            result = Dataset._from_source(source, new, self._split_vars, self._binding)
         else:
             transform = rechunk_lib.Rechunk(
                 steps_lib.sizes_of(self._template),
@@ -572,7 +769,7 @@ class Dataset:
                 min_mem,
                 max_mem,
             )
-            result = self._then("Rechunk", transform, chunks=new)
+            result = self._then(label or "Rechunk", transform, chunks=new)
         result._rechunked = _RechunkStep(self, request, temp_store)
         return result
 
@@ -598,7 +795,7 @@ class Dataset:
             return None
         return routes.choose_route(self._rechunked.request, writes_zarr=to_zarr)
 
-    def split_variables(self) -> Dataset:
+    def split_variables(self, *, label: str | None = None) -> Dataset:
         """One chunk per data variable (``split_vars=True``).
 
         Variables lacking some dimensions keep a single copy of each chunk.
@@ -612,12 +809,14 @@ class Dataset:
         if self._split_vars:
             return self
         if self._source is not None:
-            return Dataset._from_source(self._source, self._chunks, True)
+            return Dataset._from_source(self._source, self._chunks, True, self._binding)
         return self._then(
-            "SplitVariables", beam.FlatMap(steps_lib.split_unique), split_vars=True
+            label or "SplitVariables",
+            beam.FlatMap(steps_lib.split_unique),
+            split_vars=True,
         )
 
-    def consolidate_variables(self) -> Dataset:
+    def consolidate_variables(self, *, label: str | None = None) -> Dataset:
         """Chunks holding every data variable again (``split_vars=False``).
 
         Example:
@@ -630,7 +829,9 @@ class Dataset:
         if not self._split_vars:
             return self
         if self._source is not None:
-            return Dataset._from_source(self._source, self._chunks, False)
+            return Dataset._from_source(
+                self._source, self._chunks, False, self._binding
+            )
         names = list(steps_lib.data_vars_of(self._template))
         consolidate = _Chain(
             (
@@ -643,7 +844,9 @@ class Dataset:
             ),
             label="ConsolidateVariables",
         )
-        return self._then("ConsolidateVariables", consolidate, split_vars=False)
+        return self._then(
+            label or "ConsolidateVariables", consolidate, split_vars=False
+        )
 
     def _reduce(
         self,
@@ -659,6 +862,7 @@ class Dataset:
         temp_store: str | None = None,
         max_mem: int = 2**28,
         storage_options: dict | None = None,
+        label: str | None = None,
     ) -> Dataset:
         dims = reductions.normalize_dims(dim)
         dims = steps_lib.dims_of(self._template) if dims is None else dims
@@ -677,7 +881,7 @@ class Dataset:
         )
         template = steps_lib.reduced_template(self._template, dims, transform.reducer)
         chunks = {d: self._chunks[d] for d in steps_lib.dims_of(template)}
-        label = f"{stat.capitalize()}({','.join(map(str, dims))})"
+        label = label or f"{stat.capitalize()}({','.join(map(str, dims))})"
         transform = self._keeping_only(template, transform, "Reduce", label)
         return self._then(label, transform, template=template, chunks=chunks)
 
@@ -700,7 +904,8 @@ class Dataset:
 
         Keyword arguments are those of ``Mean``: ``skipna``, ``dtype``,
         ``min_count``, ``weights`` (a DataArray, e.g. ``cos(latitude)``),
-        ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``.
+        ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``; and
+        ``label``, the name of the step (default 'Mean(<dims>)').
 
         Example:
           >>> import numpy as np, xarray
@@ -809,20 +1014,24 @@ class Dataset:
         """
         return GroupBy(self, group)
 
-    def head(self, indexers: Any = None, **indexers_kwargs: int) -> Dataset:
+    def head(
+        self, indexers: Any = None, *, label: str | None = None, **indexers_kwargs: int
+    ) -> Dataset:
         """The first elements along dimensions, as ``xarray.Dataset.head``
-        (only straight from a source)."""
+        (only straight from a source; ``label`` names the new reading step)."""
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
-            "head", args, lambda ds: ds.head(indexers, **indexers_kwargs)
+            "head", args, lambda ds: ds.head(indexers, **indexers_kwargs), label
         )
 
-    def tail(self, indexers: Any = None, **indexers_kwargs: int) -> Dataset:
+    def tail(
+        self, indexers: Any = None, *, label: str | None = None, **indexers_kwargs: int
+    ) -> Dataset:
         """The last elements along dimensions, as ``xarray.Dataset.tail``
-        (only straight from a source)."""
+        (only straight from a source; ``label`` names the new reading step)."""
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
-            "tail", args, lambda ds: ds.tail(indexers, **indexers_kwargs)
+            "tail", args, lambda ds: ds.tail(indexers, **indexers_kwargs), label
         )
 
     def isel(self, indexers: Any = None, **indexers_kwargs: Any) -> Dataset:
@@ -884,10 +1093,11 @@ class Dataset:
             store=None,
         )
         chunks = {d: self._chunks[d] for d in steps_lib.dims_of(edited.dataset)}
-        return Dataset._from_source(edited, chunks, self._split_vars)
+        return Dataset._from_source(edited, chunks, self._split_vars, self._binding)
 
-    def transpose(self, *dims: Hashable) -> Dataset:
-        """Transpose every variable, as ``xarray.Dataset.transpose``.
+    def transpose(self, *dims: Hashable, label: str | None = None) -> Dataset:
+        """Transpose every variable, as ``xarray.Dataset.transpose``
+        (``label`` names the step, default 'Transpose').
 
         Example:
           >>> import numpy as np, xarray
@@ -899,7 +1109,7 @@ class Dataset:
         template = self._template.transpose(*dims)
         chunks = {d: self._chunks[d] for d in steps_lib.dims_of(template)}
         return self._then(
-            "Transpose",
+            label or "Transpose",
             beam.Map(steps_lib.Transpose(dims)),
             template=template,
             chunks=chunks,
@@ -922,27 +1132,42 @@ class Dataset:
         self,
         store: stores.StoreLike,
         *,
-        zarr_chunks: Mapping[str, int] | None = None,
-        zarr_shards: Mapping[str, int] | None = None,
-        zarr_chunks_per_shard: Mapping[str, int] | None = None,
+        zarr_chunks_per_shard: Mapping[Any, int] | None = None,
+        zarr_chunks: ChunksSpec | None = None,
+        zarr_shards: ChunksSpec | None = None,
         zarr_format: int | None = None,
         encoding: Mapping[str, Mapping[str, Any]] | None = None,
         mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
         num_threads: int | None = None,
         resume: bool = False,
-    ) -> beam.PTransform:
-        """A transform writing this dataset to Zarr: ``p | ds.to_zarr(path)``.
+        stage_locally: bool | None = None,
+        label: str | None = None,
+    ) -> Any:
+        """Write this dataset to Zarr: ``p | ds.to_zarr(path)``.
 
-        Nothing is written until the pipeline runs (the store mode is checked
-        when the transform is applied).
+        For a Dataset bound to a pipeline (``pipeline=`` in ``from_xarray`` or
+        ``from_zarr``), the write is applied to that pipeline at once and its
+        PCollection returned: ``ds.to_zarr(path)`` inside ``with
+        beam.Pipeline() as p:`` is enough. Otherwise this returns a transform
+        to apply to a pipeline. Either way, nothing is written until the
+        pipeline runs (the store mode is checked when the write is applied).
+
+        Zarr chunks and shards default to this dataset's chunks; each may be
+        given per dimension as for ``normalize_chunks`` (ints, -1, a byte size
+        such as '64MB' for chunks of about that size in the shape of this
+        dataset's chunks, ``...`` for every other dimension), and dimensions
+        not given keep this dataset's chunks. A shard spanning a whole
+        dimension is rounded up to a multiple of the Zarr chunks.
 
         Args:
           store: local path, URL or zarr Store.
-          zarr_chunks: Zarr chunks per dimension (default: this dataset's).
-          zarr_shards: Zarr v3 shards per dimension.
-          zarr_chunks_per_shard: instead of both: shards are this dataset's
-            chunks, each split into this many Zarr chunks per dimension.
+          zarr_chunks_per_shard: write shards (Zarr v3) of ``zarr_shards``
+            (default: this dataset's chunks), each split into this many Zarr
+            chunks per dimension: 1 for dimensions not given, or the value
+            of a ``...`` key.
+          zarr_chunks: Zarr chunks (not with ``zarr_chunks_per_shard``).
+          zarr_shards: Zarr v3 shards.
           zarr_format: 2 or 3 (default 3).
           encoding: per-variable encoding (codecs, fill values).
           mode: None/'w-' refuses an existing store, 'w' overwrites, 'r+'
@@ -951,10 +1176,14 @@ class Dataset:
           num_threads: chunks a worker writes at once.
           resume: continue an interrupted write: chunks already in the store
             are skipped (see ``ChunksToZarr`` and ``RechunkZarr``).
+          stage_locally: accepted for xarray-beam 0.11 pipelines; metadata is
+            always written straight to the store.
+          label: the name of the writing step (default 'ToZarr(<name>)').
 
         Raises:
           ValueError: if this dataset's chunks do not cover whole Zarr chunks
-            (or shards), with the rechunk that would fix it.
+            (or shards), with the rechunk that would fix it; for Zarr chunks
+            per shard that do not divide the shards.
 
         Example:
           >>> import os, tempfile, numpy as np, xarray
@@ -964,13 +1193,21 @@ class Dataset:
           ...     _ = p | Dataset.from_xarray(source, {'x': 2}).to_zarr(path)
           >>> xarray.open_zarr(path).t.values.tolist()
           [0.0, 1.0, 2.0, 3.0]
+          >>> other = os.path.join(tempfile.mkdtemp(), 'bound.zarr')
+          >>> with beam.Pipeline('DirectRunner') as p:
+          ...     _ = Dataset.from_xarray(source, {'x': 2}, pipeline=p).to_zarr(other)
+          >>> xarray.open_zarr(other).t.values.tolist()
+          [0.0, 1.0, 2.0, 3.0]
         """
+        del stage_locally  # setup always writes to the store itself
         store = stores.normalize_store(store)
-        label = f"ToZarr({_store_name(store)})"
+        label = label or f"ToZarr({_store_name(store)})"
+        if zarr_shards is not None:
+            zarr_shards = self._normalize_units(zarr_shards)
         step = self._rechunked
         route = (
             self.rechunk_route(to_zarr=True)
-            if zarr_chunks is None and not zarr_chunks_per_shard
+            if zarr_chunks is None and zarr_chunks_per_shard is None
             else None
         )
         if step is not None and route is not None and route.route == "storage":
@@ -990,7 +1227,9 @@ class Dataset:
                 num_threads=num_threads,
                 resume=resume,
             )
-            return _Chain((("RechunkZarr", write),), f"{self.ptransform.label}|{label}")
+            if self._binding is not None:
+                return self._binding.apply(((label, write),))
+            return _Chain((("RechunkZarr", write),), f"{self._chain().label}|{label}")
         zarr_chunks, zarr_shards = self._write_units(
             zarr_chunks, zarr_shards, zarr_chunks_per_shard, zarr_format
         )
@@ -1006,55 +1245,65 @@ class Dataset:
             storage_options=storage_options,
             resume=resume,
         )
-        return _Chain(self._steps + ((label, write),))
+        steps = self._steps + ((label, write),)
+        if self._binding is not None:
+            return self._binding.apply(steps)
+        return _Chain(steps)
 
-    def _write_units(self, zarr_chunks, zarr_shards, per_shard, zarr_format):
-        sizes = self.sizes
+    def _normalize_units(self, spec: ChunksSpec) -> dict[str, int]:
+        """Zarr chunks or shards: this dataset's chunks, with ``spec`` applied."""
+        return chunks_lib.normalize_chunks(
+            spec, self._template, self._split_vars, self._chunks
+        )
+
+    def _write_units(
+        self,
+        zarr_chunks: ChunksSpec | None,
+        zarr_shards: dict[str, int] | None,
+        per_shard: Mapping[Any, int] | None,
+        zarr_format: int | None,
+    ) -> tuple[dict[str, int], dict[str, int] | None]:
+        sizes = steps_lib.sizes_of(self._template)
         if per_shard is not None:
-            if zarr_chunks is not None or zarr_shards is not None:
+            if zarr_chunks is not None:
                 raise ValueError(
-                    "give zarr_chunks_per_shard or zarr_chunks/zarr_shards, not both"
+                    "give zarr_chunks_per_shard or zarr_chunks, not both "
+                    "(zarr_chunks_per_shard chooses the Zarr chunks)"
                 )
             if zarr_format == 2:
                 raise ValueError("shards need zarr_format=3")
-            per_shard = chunks_lib.check_chunk_sizes(
-                per_shard, "zarr_chunks_per_shard", list(sizes)
-            )
-            zarr_shards = dict(self._chunks)
-            zarr_chunks = dict(self._chunks)
-            for dim, count in per_shard.items():
-                if count < 1 or zarr_shards[dim] % count:
-                    raise ValueError(
-                        f"zarr_chunks_per_shard {dim!r}={count} does not divide the "
-                        f"chunks of {zarr_shards[dim]} along {dim!r}"
-                    )
-                zarr_chunks[dim] = zarr_shards[dim] // count
-        if zarr_chunks is None:
-            zarr_chunks = dict(self._chunks)
-        else:
-            given = chunks_lib.check_chunk_sizes(
-                zarr_chunks, "zarr_chunks", list(sizes)
-            )
-            zarr_chunks = {d: given.get(d, self._chunks[d]) for d in sizes}
-        units = zarr_shards if zarr_shards is not None else zarr_chunks
+            if zarr_shards is None:
+                zarr_shards = dict(self._chunks)
+            zarr_chunks = _chunks_in_shards(per_shard, zarr_shards)
+        chunks = self._normalize_units({} if zarr_chunks is None else zarr_chunks)
+        if zarr_shards is not None:
+            for dim, shard in zarr_shards.items():
+                if shard == sizes[dim]:  # shards must hold whole Zarr chunks
+                    zarr_shards[dim] = math.ceil(shard / chunks[dim]) * chunks[dim]
+        units = zarr_shards if zarr_shards is not None else chunks
         what = "shards" if zarr_shards is not None else "chunks"
         for dim, size in sizes.items():
-            unit = units.get(dim, size)
-            unit = size if unit == -1 else unit
-            chunk = self._chunks[dim]
-            if chunk < size and unit and chunk % unit:
+            unit, chunk = units[dim], self._chunks[dim]
+            if chunk < size and chunk % unit:
                 better = max(chunk // unit, 1) * unit
                 raise ValueError(
                     f"chunks of {chunk} along {dim!r} do not cover whole Zarr {what} "
                     f"of {unit}: rechunk first, e.g. .rechunk({{{dim!r}: {better}}}), "
                     f"or choose Zarr {what} that divide {chunk}"
                 )
-        return zarr_chunks, zarr_shards
+        return chunks, zarr_shards
 
     def collect_with_direct_runner(self) -> xarray.Dataset:
         """Run the pipeline on Beam's Python DirectRunner, in this process
         (``runners.InProcessRunner``), and return the data (for tests and
         notebooks: everything must fit in memory).
+
+        A Dataset bound to a pipeline runs its steps in a pipeline of its
+        own (the bound pipeline is left as it is).
+
+        Raises:
+          ValueError: for a Dataset made from a PCollection, whose steps
+            exist only in its pipeline.
 
         Example:
           >>> import numpy as np, xarray
@@ -1063,9 +1312,17 @@ class Dataset:
           >>> ds.collect_with_direct_runner().identical(source)
           True
         """
-        elements = runners.collect(lambda p: p | self.ptransform)
+        if self._binding is not None and not isinstance(
+            self._binding.root, beam.Pipeline
+        ):
+            raise ValueError(
+                "collect_with_direct_runner() cannot run a Dataset made from a "
+                "PCollection: run its pipeline, e.g. writing with to_zarr()"
+            )
+        chain = self._chain()
+        elements = runners.collect(lambda p: p | chain)
         if not elements:
-            raise ValueError(f"pipeline {self.ptransform.label!r} produced no chunks")
+            raise ValueError(f"pipeline {chain.label!r} produced no chunks")
         key, result = rechunk_lib.consolidate_fully(elements)
         if any(key.offsets.values()):
             raise ValueError(f"chunks start at {key}, not at offset 0")
@@ -1140,6 +1397,71 @@ def _store_name(store: Any) -> str:
     if isinstance(store, str):
         return os.path.basename(store.rstrip("/")) or store
     return type(store).__name__
+
+
+def _bind(pipeline: beam.Pipeline | None) -> _Binding | None:
+    """The binding of a new Dataset to ``pipeline`` (None: unbound)."""
+    if pipeline is None:
+        return None
+    if not isinstance(pipeline, beam.Pipeline):
+        raise TypeError(
+            f"pipeline must be a beam.Pipeline, got {type(pipeline).__name__}"
+        )
+    return _Binding(pipeline)
+
+
+def _resized_chunk(func: str, dim: str, old_size: int, chunk: int, size: int) -> int:
+    """The chunk size along ``dim`` after ``func`` resized it from
+    ``old_size`` to ``size``: the same number of chunks, evenly."""
+    count, rest = divmod(old_size, chunk)
+    if rest:
+        raise ValueError(
+            f"map_blocks({func}) changes the size of {dim!r} from {old_size} to "
+            f"{size}, but its chunks of {chunk} do not divide {old_size} evenly, "
+            f"so the new chunks cannot be inferred: pass chunks=, or rechunk first"
+        )
+    new, rest = divmod(size, count)
+    if rest or not new:
+        raise ValueError(
+            f"map_blocks({func}) changes the size of {dim!r} from {old_size} to "
+            f"{size}, which its {count} chunks do not divide evenly: pass chunks=, "
+            f"or rechunk first"
+        )
+    return new
+
+
+def _chunks_in_shards(
+    per_shard: Mapping[Any, int], shards: Mapping[str, int]
+) -> dict[str, int]:
+    """Zarr chunks splitting each shard into ``per_shard`` chunks per dimension
+    (1 for dimensions not given, or the value of a ``...`` key)."""
+    if not isinstance(per_shard, Mapping):
+        raise TypeError(
+            f"zarr_chunks_per_shard must be a mapping of dimension to count, got "
+            f"{type(per_shard).__name__}: {per_shard!r}"
+        )
+    counts = dict(per_shard)
+    default = counts.pop(..., 1)
+    unknown = [dim for dim in counts if dim not in shards]
+    if unknown:
+        raise ValueError(
+            f"zarr_chunks_per_shard names dimension(s) {unknown} not in the "
+            f"dataset's dimensions {list(shards)}"
+        )
+    chunks: dict[str, int] = {}
+    for dim, shard in shards.items():
+        count = counts.get(dim, default)
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+            raise TypeError(
+                f"zarr_chunks_per_shard for {dim!r} must be an int, got {count!r}"
+            )
+        if count < 1 or shard % count:
+            raise ValueError(
+                f"zarr_chunks_per_shard {dim!r}={count} does not divide the "
+                f"shards of {shard} along {dim!r}"
+            )
+        chunks[dim] = shard // count
+    return chunks
 
 
 def _describe_args(indexers: Any, kwargs: Mapping[str, Any]) -> str:

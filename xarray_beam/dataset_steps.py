@@ -80,6 +80,8 @@ def bytes_per_chunk(
 class ChunkChecker:
     """Checks that elements match a template and its chunks; passes them on.
 
+    Keys may leave out offsets of 0 and, with ``split_vars``, the vars of a
+    one-variable chunk: they are filled in, as xarray-beam 0.11 does.
     Raises ValueError (TypeError for things that are not keys and datasets)
     naming the key and what is wrong, with the chunks that were expected.
     """
@@ -110,6 +112,8 @@ class ChunkChecker:
             )
         names = set(data_vars_of(chunk))
         if self.split_vars:
+            if key.vars is None and len(names) == 1:
+                key = key.replace(vars=names)
             if key.vars is None or len(key.vars) != 1:
                 self._fail(
                     key,
@@ -141,6 +145,9 @@ class ChunkChecker:
                     f"has the wrong variables: missing {missing}, unexpected {extra}",
                 )
             dims = self.all_dims
+        missing = [dim for dim in dims if dim not in key.offsets]
+        if missing:
+            key = key.replace(offsets={**key.offsets, **dict.fromkeys(missing, 0)})
         if set(key.offsets) != set(dims):
             self._fail(
                 key,
@@ -189,7 +196,12 @@ class ChunkChecker:
 
 
 class MapBlocks:
-    """Applies a function to each chunk and re-keys the result."""
+    """Applies a function to each chunk and re-keys the result.
+
+    The chunk at the n-th offset of the input chunks ``old_chunks`` (default:
+    ``chunks``) along a dimension becomes the n-th chunk of ``chunks``, so a
+    function may resize dimensions split into several chunks.
+    """
 
     def __init__(
         self,
@@ -197,12 +209,14 @@ class MapBlocks:
         template: xarray.Dataset,
         chunks: Mapping[str, int],
         split_vars: bool,
+        old_chunks: Mapping[str, int] | None = None,
     ):
         self.func = func
         self.name = getattr(func, "__name__", type(func).__name__)
         self.sizes = sizes_of(template)
         self.dims = dims_of(template)
         self.chunks = dict(chunks)
+        self.old_chunks = dict(chunks if old_chunks is None else old_chunks)
         self.split_vars = split_vars
 
     def __call__(self, element: Chunk) -> Chunk:
@@ -215,7 +229,12 @@ class MapBlocks:
                 f"xarray.Dataset"
             )
         dims = dims_of(result) if self.split_vars else self.dims
-        offsets = {dim: key.offsets.get(dim, 0) for dim in dims}
+        offsets = {
+            dim: key.offsets.get(dim, 0)
+            // self.old_chunks.get(dim, 1)
+            * self.chunks.get(dim, 1)
+            for dim in dims
+        }
         for dim in dims_of(result):
             if dim not in self.sizes:
                 raise ValueError(

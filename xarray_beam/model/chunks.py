@@ -11,8 +11,10 @@ import functools
 import math
 import numbers
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
+import dask
+import dask.array.core
 import numpy as np
 
 from xarray_beam.model import units
@@ -291,19 +293,24 @@ def normalize_chunks(
 
     Args:
       chunks: per dimension an int, -1 (whole dimension) or a byte size
-        string such as '64MiB' (chunks of about that many bytes, shared
-        evenly by the dimensions given as strings); ``...`` as a key applies
-        its value to every dimension not named. A bare int or string applies
-        to every dimension. Dimensions not given keep ``previous_chunks`` (or
-        are whole).
+        string such as '64MiB'; ``...`` as a key applies its value to every
+        dimension not named, and a bare int or string applies to every
+        dimension. Dimensions not given keep ``previous_chunks`` (or are
+        whole). All byte sizes must be the same size: the dimensions given
+        one are chosen together so that a chunk holds about that many bytes
+        (Dask's rule, as xarray-beam 0.11 uses it: the shape of
+        ``previous_chunks`` scaled by one factor when given, in whole
+        previous chunks where at least one fits, else chunks as square as
+        the sizes allow; never more than the target plus 25%).
       template: the dataset (or template) the chunks are for.
       split_vars: whether chunks hold one variable (byte sizes then count
         the largest variable's itemsize, else the sum of all).
-      previous_chunks: current chunks; byte-sized dimensions are rounded to
-        multiples of them, so new chunks combine whole old ones.
+      previous_chunks: current chunks: the default for dimensions not given,
+        and the shape byte-sized chunks keep.
 
     Raises:
-      ValueError: for unknown dimensions, 'auto', empty or invalid sizes.
+      ValueError: for unknown dimensions, 'auto' (even for a dataset without
+        dimensions), different byte sizes, empty or invalid sizes.
       TypeError: for values that are neither ints nor strings.
 
     Example:
@@ -311,17 +318,20 @@ def normalize_chunks(
       >>> ds = xarray.Dataset({'t': (('time', 'x'), np.zeros((1000, 100), 'f4'))})
       >>> normalize_chunks({'time': '40kB', ...: -1}, ds)
       {'time': 100, 'x': 100}
+      >>> normalize_chunks('1600B', ds, previous_chunks={'time': 10, 'x': 5})
+      {'time': 20, 'x': 10}
     """
-    sizes = dict(template.sizes)
+    sizes = {str(dim): int(size) for dim, size in template.sizes.items()}
     itemsizes = [var.dtype.itemsize for var in template.data_vars.values()]
     itemsize = (max(itemsizes) if split_vars else sum(itemsizes)) if itemsizes else 1
-    if isinstance(chunks, int | str):
+    if isinstance(chunks, int | str) and not isinstance(chunks, bool):
         chunks = {...: chunks}
     if not isinstance(chunks, Mapping):
         raise TypeError(
             f"chunks must be a mapping from dimension to size, got {chunks!r}"
         )
     spec = dict(chunks)
+    limit = _byte_limit(spec)
     rest = spec.pop(..., None)
     unknown = [dim for dim in spec if dim not in sizes]
     if unknown:
@@ -331,7 +341,10 @@ def normalize_chunks(
         )
     previous = dict(previous_chunks or {})
     result: dict[str, int] = {}
-    targets: dict[str, int] = {}
+    # Byte sizes count a chunk size larger than its dimension as given, as
+    # xarray-beam 0.11 (through Dask) does.
+    as_given: dict[str, int] = {}
+    by_bytes: list[str] = []
     for dim, size in sizes.items():
         if dim in spec:
             value = spec[dim]
@@ -340,19 +353,13 @@ def normalize_chunks(
         else:
             value = previous.get(dim, -1)
         if isinstance(value, str):
-            if not value.strip():
-                raise ValueError(f"empty chunk size for dimension {dim!r}")
-            if value.strip().lower() == "auto":
-                raise ValueError(
-                    f"chunks {dim!r}='auto' is not supported: give a size, -1, or a "
-                    f"byte size such as '64MiB'"
-                )
-            targets[dim] = units.parse_size(value)
+            by_bytes.append(dim)
         elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
             if value == -1:
                 result[dim] = max(size, 1)
             elif value > 0:
                 result[dim] = min(int(value), max(size, 1))
+                as_given[dim] = int(value)
             else:
                 raise ValueError(
                     f"chunk size for dimension {dim!r} must be positive or -1, got "
@@ -363,19 +370,80 @@ def normalize_chunks(
                 f"chunk size for dimension {dim!r} must be an int or a byte size "
                 f"string, got {value!r}"
             )
-    if targets:
-        budget = min(targets.values()) / itemsize / math.prod(result.values() or [1])
-        free = dict.fromkeys(targets)
-        while free:
-            share = max(budget, 1) ** (1 / len(free))
-            capped = {d for d in free if sizes[d] <= share}
-            if not capped:
-                for dim in free:
-                    base = previous.get(dim, 1)
-                    result[dim] = max(base, int(share) // base * base)
-                break
-            for dim in capped:
-                result[dim] = max(sizes[dim], 1)
-                budget /= max(sizes[dim], 1)
-                del free[dim]
+    if by_bytes:
+        shape_hint = None
+        if previous_chunks:
+            shape_hint = {
+                dim: min(max(int(previous.get(dim, size)), 1), max(size, 1))
+                for dim, size in sizes.items()
+            }
+        result.update(
+            _chunks_of_bytes(
+                by_bytes,
+                {**result, **as_given},
+                sizes,
+                cast(int, limit),
+                itemsize,
+                shape_hint,
+            )
+        )
     return {dim: result[dim] for dim in sizes}
+
+
+def _byte_limit(spec: Mapping[Any, object]) -> int | None:
+    """The one byte size a chunk spec gives (None if none), checked."""
+    limits: dict[Any, int] = {}
+    for dim, value in spec.items():
+        if not isinstance(value, str):
+            continue
+        where = "every dimension" if dim is ... else f"dimension {dim!r}"
+        if not value.strip():
+            raise ValueError(f"empty chunk size for {where}")
+        if value.strip().lower() == "auto":
+            name = "chunks" if dim is ... else repr(dim)
+            raise ValueError(
+                f"{name}='auto' is not supported (unlike Dask): give a size, -1, "
+                f"or a byte size such as '64MiB'"
+            )
+        limits[dim] = units.parse_size(value)
+    if len(set(limits.values())) > 1:
+        given = {("..." if d is ... else d): spec[d] for d in limits}
+        raise ValueError(
+            f"chunks give different byte sizes {given}: give one byte size, "
+            f"e.g. with ... as the key for all other dimensions"
+        )
+    return next(iter(limits.values()), None)
+
+
+def _chunks_of_bytes(
+    dims: Sequence[str],
+    fixed: Mapping[str, int],
+    sizes: Mapping[str, int],
+    limit: int,
+    itemsize: int,
+    previous: Mapping[str, int] | None,
+) -> dict[str, int]:
+    """Chunk sizes along ``dims`` for chunks of about ``limit`` bytes.
+
+    Dask's auto-chunking does the arithmetic, with its tolerance pinned so
+    that the result does not depend on the user's Dask configuration.
+    """
+    order = [d for d in sizes if sizes[d] > 0]
+    result = {d: 1 for d in dims if sizes[d] == 0}
+    if not any(d in dims for d in order):
+        return result
+    spec = tuple("auto" if d in dims else fixed[d] for d in order)
+    shape = tuple(sizes[d] for d in order)
+    hint = None if previous is None else tuple(previous[d] for d in order)
+    with dask.config.set({"array.chunk-size-tolerance": 1.25}):
+        normalized = dask.array.core.normalize_chunks(
+            spec,
+            shape,
+            limit=limit,
+            dtype=np.dtype((np.void, max(itemsize, 1))),
+            previous_chunks=hint,
+        )
+    for dim, blocks in zip(order, normalized, strict=True):
+        if dim in dims:
+            result[dim] = max(int(blocks[0]), 1)
+    return result
