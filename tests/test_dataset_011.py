@@ -448,3 +448,11 @@ def test_from_ptransform_fills_in_zero_offsets_and_vars(split_vars):
         want = [xb.Key({"time": s, "x": 0}) for s in (0, 5)]
     assert keys == sorted(want, key=repr)
     xarray.testing.assert_identical(ds.collect_with_direct_runner(), source)
+
+
+def test_to_zarr_passes_stage_locally_to_the_write():
+    source = xarray.Dataset({"t": ("x", np.arange(4.0))})
+    memory = zarr.storage.MemoryStore()
+
+    with pytest.raises(ValueError, match="stage_locally=True"):
+        Dataset.from_xarray(source, {"x": 2}).to_zarr(memory, stage_locally=True)

@@ -1176,8 +1176,10 @@ class Dataset:
           num_threads: chunks a worker writes at once.
           resume: continue an interrupted write: chunks already in the store
             are skipped (see ``ChunksToZarr`` and ``RechunkZarr``).
-          stage_locally: accepted for xarray-beam 0.11 pipelines; metadata is
-            always written straight to the store.
+          stage_locally: write a new store's metadata in a local temporary
+            directory and copy it into place (see ``ChunksToZarr``; default:
+            for paths and URLs). A store-to-store rechunk writes its metadata
+            in place.
           label: the name of the writing step (default 'ToZarr(<name>)').
 
         Raises:
@@ -1199,7 +1201,6 @@ class Dataset:
           >>> xarray.open_zarr(other).t.values.tolist()
           [0.0, 1.0, 2.0, 3.0]
         """
-        del stage_locally  # setup always writes to the store itself
         store = stores.normalize_store(store)
         label = label or f"ToZarr({_store_name(store)})"
         if zarr_shards is not None:
@@ -1244,6 +1245,7 @@ class Dataset:
             mode=mode,
             storage_options=storage_options,
             resume=resume,
+            stage_locally=stage_locally,
         )
         steps = self._steps + ((label, write),)
         if self._binding is not None:
