@@ -276,10 +276,10 @@ def test_rechunk_pipeline_matches_xarray_slices():
         assert_that(result, equal_to(expected))
 
 
-def test_consolidate_variables_transform_merges_keys_without_vars():
+def test_consolidate_variables_transform_gives_keys_without_vars():
     dataset = _dataset()
     pieces = [
-        (key, chunk[names])
+        (key.replace(vars=set(names)), chunk[names])
         for key, chunk in _pieces(dataset, {"x": 3})
         for names in (["a"], ["b", "c"])
     ]
@@ -293,7 +293,7 @@ def test_consolidate_variables_transform_merges_keys_without_vars():
         )
         expected = [
             (
-                Key({"x": x, "y": 0}, {"a", "b", "c"}),
+                Key({"x": x, "y": 0}),
                 dataset.isel(x=slice(x, x + 3)).to_dict(data="list"),
             )
             for x in (0, 3)

@@ -499,13 +499,20 @@ def _key_without_vars(element: Chunk) -> tuple[Key, Chunk]:
     return element[0].replace(vars=None), element
 
 
-def _merge_group(_: Key, chunks: Iterable[Chunk]) -> Chunk:
-    ((key, dataset),) = consolidate_variables(chunks)
-    return key, dataset
+def _merge_group(location: Key, chunks: Iterable[Chunk]) -> Chunk:
+    ((_, dataset),) = consolidate_variables(chunks)
+    return location, dataset
 
 
 class ConsolidateVariables(beam.PTransform):
-    """Merge chunks with the same offsets into one chunk with all their variables."""
+    """Merge chunks with the same offsets into one chunk with all their variables.
+
+    The merged chunks' keys have ``vars=None`` ("all variables"), as in
+    xarray-beam.
+
+    Example:
+      ``chunks | xarray_beam.SplitVariables() | xarray_beam.ConsolidateVariables()``
+    """
 
     def expand(self, pcoll):
         return (
