@@ -352,3 +352,25 @@ def test_offsets_to_slices_select_what_numpy_slicing_selects(offsets, sizes, bas
 def test_offsets_to_slices_rejects_offsets_without_a_size():
     with pytest.raises(ValueError, match=r"\['z'\] not found in sizes"):
         xbeam.offsets_to_slices({"x": 0, "z": 0}, {"x": 1})
+
+
+def test_keys_with_indices_group_through_the_key_coder():
+    # ConsolidateVariables declares Key output types, so Beam groups with
+    # KeyCoder rather than with pickled state.
+    dataset = xarray.Dataset({"a": ("x", [1, 2]), "b": ("x", [3, 4])})
+    pieces = [
+        (Key(indices={"x": i}, vars={name}), dataset[[name]].isel(x=[i]))
+        for i in range(2)
+        for name in ("a", "b")
+    ]
+    with beam.Pipeline("DirectRunner") as p:
+        merged = (
+            p
+            | beam.Create(pieces)
+            | xbeam.ConsolidateVariables()
+            | beam.MapTuple(lambda key, chunk: (key, sorted(chunk.data_vars)))
+        )
+        assert_that(
+            merged,
+            equal_to([(Key(indices={"x": i}), ["a", "b"]) for i in range(2)]),
+        )
