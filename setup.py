@@ -29,6 +29,8 @@ setuptools.setup(
         "apache-beam>=2.60.0",
         "dask>=2024.8.0",
         "fsspec>=2024.12.0",
+        # Key.offsets and Key.indices are immutabledicts, as in xarray-beam.
+        "immutabledict>=4.3.1",
         "numcodecs>=0.16.1",
         "numpy>=1.26.0",
         "pandas>=2.2.0",

@@ -255,7 +255,7 @@ def test_consolidate_chunks_with_a_gap_names_the_keys_around_it():
         rf"\[2, 4\), which leaves a gap before {re.escape(repr(pieces[2][0]))}"
     )
     with pytest.raises(ValueError, match=expected):
-        xb.consolidate_chunks(pieces)
+        list(xb.consolidate_chunks(pieces))
 
 
 def test_consolidate_chunks_with_a_hole_in_the_grid_names_the_missing_key(dataset):
@@ -267,7 +267,7 @@ def test_consolidate_chunks_with_a_hole_in_the_grid_names_the_missing_key(datase
     with pytest.raises(
         ValueError, match=r"missing chunk\(s\) at " + re.escape(repr(missing))
     ):
-        xb.consolidate_chunks(pieces)
+        list(xb.consolidate_chunks(pieces))
 
 
 @pytest.mark.parametrize(

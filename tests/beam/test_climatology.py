@@ -148,7 +148,7 @@ def test_climatology_handles_nans_and_min_count(era5):
     grouping = make_grouping("month")
     expected = _oracle(era5, grouping, "mean", min_count=min_count)
     _assert_chunks_match(outputs, grouping, expected)
-    (_, whole) = xbeam.consolidate_chunks(outputs)
+    ((_, whole),) = xbeam.consolidate_chunks(outputs)
     assert whole["2m_temperature"].sel(month=1).isnull().all()
     assert not whole["2m_temperature"].sel(month=[2, 3]).isnull().any()
     ocean = whole["sea_surface_temperature"].sel(month=2)

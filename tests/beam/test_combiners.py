@@ -69,7 +69,8 @@ def _assert_matches_xarray(actual, dataset, stat, dims, **options):
 
 
 def _consolidated(pairs) -> xarray.Dataset:
-    return xbeam.consolidate_chunks(pairs)[1]
+    ((_, whole),) = xbeam.consolidate_chunks(pairs)
+    return whole
 
 
 # --- every statistic ------------------------------------------------------------

@@ -668,8 +668,11 @@ def test_target_shards_are_the_last_write_units():
 
 
 def test_rechunk_transform_plan_matches_plan_rechunk():
-    rechunk = xbeam.Rechunk(**_arguments())
-    assert rechunk.plan == plan_rechunk(**_arguments(), method="shuffle")
+    arguments = _arguments(
+        source_chunks={"x": 10, "y": -1}, target_chunks={"x": 10, "y": 10}
+    )
+    rechunk = xbeam.Rechunk(**arguments)
+    assert rechunk.plan == plan_rechunk(**arguments, method="shuffle")
     assert rechunk.target_chunks == {"x": 10, "y": 10}
 
 
@@ -818,8 +821,14 @@ def _check_output(dataset: xarray.Dataset, outputs, target_chunks) -> None:
 @pytest.mark.parametrize(
     ("source", "target"),
     [
-        ({"time": 6}, {"time": -1, "latitude": 5, "longitude": 7}),
-        ({"time": -1, "latitude": 5, "longitude": 7}, {"time": 6}),
+        (
+            {"time": 6, "latitude": -1, "longitude": -1},
+            {"time": -1, "latitude": 5, "longitude": 7},
+        ),
+        (
+            {"time": -1, "latitude": 5, "longitude": 7},
+            {"time": 6, "latitude": -1, "longitude": -1},
+        ),
     ],
     ids=["pancake-to-pencil", "pencil-to-pancake"],
 )
@@ -831,7 +840,7 @@ def test_rechunk_era5_like_dataset(era5_small, source, target):
 
 
 def test_rechunk_through_several_stages(era5_small):
-    source = {"time": 2}
+    source = {"time": 2, "latitude": -1, "longitude": -1}
     target = {"time": -1, "latitude": 5, "longitude": 6}
     rechunk = xbeam.Rechunk(dict(era5_small.sizes), source, target, 16, max_mem=80_000)
     assert len(rechunk.plan.stages) >= 3
@@ -862,7 +871,7 @@ def test_rechunk_two_dimensions_with_ragged_last_chunks():
 
 
 def test_rechunk_irregular_source_chunks(era5_small):
-    source = {"time": (10, 3, 20, 15), "latitude": (7, 12)}
+    source = {"time": (10, 3, 20, 15), "latitude": (7, 12), "longitude": -1}
     target = {"time": 16, "latitude": -1, "longitude": 9}
     rechunk = xbeam.Rechunk(dict(era5_small.sizes), source, target, 16)
     outputs = _run(_chunks_of(era5_small, source), rechunk)
@@ -871,7 +880,7 @@ def test_rechunk_irregular_source_chunks(era5_small):
 
 def test_rechunk_split_variables_with_mixed_dims(mixed_dataset):
     dataset = mixed_dataset.drop_vars("scale")
-    source = {"time": 2, "longitude": 3}
+    source = {"time": 2, "latitude": -1, "longitude": 3}
     target = {"time": -1, "latitude": 1, "longitude": 2}
     chunks = [
         piece

@@ -1,12 +1,15 @@
 """A deterministic Beam coder for ``Key``, registered when this module loads.
 
 Beam groups elements by their encoded bytes, so equal keys must encode
-equally: offsets are written in sorted order.
+equally: offsets (and chunk indices) are written in sorted order. Indices
+follow the vars, and only when the key has some, so keys with offsets encode
+as they always have.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 import apache_beam as beam
 
@@ -14,28 +17,21 @@ from xarray_beam.model.key import Key
 
 
 class KeyCoder(beam.coders.Coder):
-    """Deterministic Beam coder for ``Key`` (offsets encoded in sorted order)."""
+    """Deterministic Beam coder for ``Key`` (dimensions encoded in sorted order)."""
 
     def encode(self, key: Key) -> bytes:
-        parts = [_encode_varint(len(key.offsets))]
-        for dim, offset in sorted(key.offsets.items()):
-            parts.append(_encode_str(dim))
-            parts.append(struct.pack(">q", offset))
+        parts = [_encode_ints(key.offsets)]
         if key.vars is None:
             parts.append(_encode_varint(0))
         else:
             parts.append(_encode_varint(len(key.vars) + 1))
             parts.extend(_encode_str(name) for name in sorted(key.vars))
+        if key.indices:
+            parts.append(_encode_ints(key.indices))
         return b"".join(parts)
 
     def decode(self, encoded: bytes) -> Key:
-        pos = 0
-        count, pos = _decode_varint(encoded, pos)
-        offsets = {}
-        for _ in range(count):
-            dim, pos = _decode_str(encoded, pos)
-            (offsets[dim],) = struct.unpack_from(">q", encoded, pos)
-            pos += 8
+        offsets, pos = _decode_ints(encoded, 0)
         count, pos = _decode_varint(encoded, pos)
         vars = None
         if count:
@@ -44,7 +40,10 @@ class KeyCoder(beam.coders.Coder):
                 name, pos = _decode_str(encoded, pos)
                 names.append(name)
             vars = frozenset(names)
-        return Key(offsets, vars)
+        indices: dict[str, int] = {}
+        if pos < len(encoded):
+            indices, pos = _decode_ints(encoded, pos)
+        return Key(offsets, vars, indices)
 
     def is_deterministic(self) -> bool:
         return True
@@ -57,6 +56,24 @@ class KeyCoder(beam.coders.Coder):
 
     def __hash__(self) -> int:
         return hash(type(self))
+
+
+def _encode_ints(values: Mapping[str, int]) -> bytes:
+    parts = [_encode_varint(len(values))]
+    for dim, value in sorted(values.items()):
+        parts.append(_encode_str(dim))
+        parts.append(struct.pack(">q", value))
+    return b"".join(parts)
+
+
+def _decode_ints(data: bytes, pos: int) -> tuple[dict[str, int], int]:
+    count, pos = _decode_varint(data, pos)
+    values = {}
+    for _ in range(count):
+        dim, pos = _decode_str(data, pos)
+        (values[dim],) = struct.unpack_from(">q", data, pos)
+        pos += 8
+    return values, pos
 
 
 def _encode_varint(value: int) -> bytes:

@@ -16,7 +16,7 @@ import xarray
 
 from xarray_beam.model import assembly, planning
 from xarray_beam.model import chunks as chunks_lib
-from xarray_beam.model.key import Key, describe_dataset
+from xarray_beam.model.key import Key, describe_dataset, require_offsets
 
 Chunk = tuple[Key, xarray.Dataset]
 _KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
@@ -43,8 +43,9 @@ def split_chunks(
     Example:
       >>> ds = xarray.Dataset({'foo': ('x', list(range(5)))})
       >>> [(k, ds.sizes['x']) for k, ds in split_chunks(Key({'x': 3}), ds, {'x': 4})]
-      [(Key(offsets={'x': 3}, vars=None), 1), (Key(offsets={'x': 4}, vars=None), 4)]
+      [(Key(offsets={'x': 3}), 1), (Key(offsets={'x': 4}), 4)]
     """
+    require_offsets(key, "split_chunks")
     target_chunks = chunks_lib.check_chunk_sizes(target_chunks)
     pieces = {}
     for dim, target in target_chunks.items():
@@ -68,32 +69,39 @@ def split_chunks(
 def split_variables(key: Key, dataset: xarray.Dataset) -> Iterator[Chunk]:
     """Split a chunk into one chunk per data variable.
 
-    Each new key has ``vars={name}`` and keeps only the offsets of that
-    variable's dimensions.
+    Each new key has ``vars={name}`` and keeps only the offsets (or chunk
+    indices) of that variable's dimensions.
 
     Example:
       >>> ds = xarray.Dataset({'a': ('x', [1, 2]), 'b': ((), 3)})
       >>> [k for k, _ in split_variables(Key({'x': 2}), ds)]
-      [Key(offsets={'x': 2}, vars={'a'}), Key(offsets={}, vars={'b'})]
+      [Key(offsets={'x': 2}, vars={'a'}), Key(vars={'b'})]
     """
     for name, var in dataset.data_vars.items():
         offsets = {d: o for d, o in key.offsets.items() if d in var.dims}
+        indices = {d: i for d, i in key.indices.items() if d in var.dims}
         # Keys name variables by str, as the package does throughout.
-        yield Key(offsets, {cast(str, name)}), dataset[[name]]
+        yield Key(offsets, {cast(str, name)}, indices), dataset[[name]]
 
 
 def _full_offsets(key: Key, dims: Iterable[str]) -> dict[str, int]:
     return {dim: key.offsets.get(dim, 0) for dim in dims}
 
 
+def _require_offsets(inputs: list[Chunk], purpose: str) -> None:
+    for key, _ in inputs:
+        require_offsets(key, purpose)
+
+
 def consolidate_chunks(
     inputs: Iterable[Chunk], combine_kwargs: Mapping[str, Any] | None = None
-) -> Chunk:
-    """Combine chunks that tile a larger block into one chunk.
+) -> Iterator[Chunk]:
+    """Combine chunks that tile larger blocks, one block per group of ``vars``.
 
     Args:
-      inputs: ``(Key, Dataset)`` pairs with the same ``vars`` whose offsets form
-        a complete, contiguous grid.
+      inputs: ``(Key, Dataset)`` pairs; those with the same ``vars`` must have
+        offsets that form a complete, contiguous grid, and every group must
+        cover the same offsets along the dimensions they share.
       combine_kwargs: if given, the chunks are combined with
         ``xarray.combine_nested`` instead of the default direct assembly
         (which takes variables that do not span a combined dimension from the
@@ -101,35 +109,70 @@ def consolidate_chunks(
         coords='minimal', compat='override', join='exact',
         combine_attrs='override'``.
 
-    Returns:
-      The key of the first (lowest offsets) chunk and the combined dataset.
+    Yields:
+      For each distinct ``vars``, in order of first appearance, the key of
+      its first (lowest offsets) chunk and the combined dataset.
 
     Raises:
-      ValueError: naming the keys at fault, if chunks are missing, duplicated,
-        overlap, leave gaps, or disagree in variables, dimensions or dtypes.
+      ValueError: naming the keys at fault, if keys repeat or have chunk
+        indices only, or chunks are missing, overlap, leave gaps, or disagree
+        in variables, dimensions or dtypes.
 
     Example:
       >>> ds = xarray.Dataset({'foo': ('x', [1, 2, 3])})
       >>> pieces = [(Key({'x': 0}), ds.isel(x=slice(0, 2))),
       ...           (Key({'x': 2}), ds.isel(x=[2]))]
-      >>> key, out = consolidate_chunks(pieces)
-      >>> key, out.foo.values.tolist()
-      (Key(offsets={'x': 0}, vars=None), [1, 2, 3])
+      >>> [(key, out.foo.values.tolist()) for key, out in consolidate_chunks(pieces)]
+      [(Key(offsets={'x': 0}), [1, 2, 3])]
     """
     inputs = list(inputs)
-    if not inputs:
-        raise ValueError("consolidate_chunks needs at least one chunk")
+    _require_offsets(inputs, "consolidate_chunks")
+    counts = collections.Counter(key for key, _ in inputs)
+    repeated = [key for key, count in counts.items() if count > 1]
+    if repeated:
+        raise ValueError(
+            f"keys of the chunks to consolidate are not unique: duplicate chunks "
+            f"for {assembly.listed(repeated)}"
+        )
+    groups: dict[frozenset[str] | None, list[Chunk]] = {}
+    for key, dataset in inputs:
+        groups.setdefault(key.vars, []).append((key, dataset))
+    if len(groups) > 1:
+        _check_groups_cover_the_same_offsets(groups)
+    for group in groups.values():
+        yield _consolidate_one_group(group, combine_kwargs)
+
+
+def _check_groups_cover_the_same_offsets(
+    groups: Mapping[frozenset[str] | None, list[Chunk]],
+) -> None:
+    """Groups of vars must have chunks at the same offsets on shared dims."""
+    covered: dict[str, dict[int, Key]] = collections.defaultdict(dict)
+    for group in groups.values():
+        for key, _ in group:
+            for dim, offset in key.offsets.items():
+                covered[dim].setdefault(offset, key)
+    for group in groups.values():
+        for dim in dict.fromkeys(d for key, _ in group for d in key.offsets):
+            here = {key.offsets[dim] for key, _ in group if dim in key.offsets}
+            lacking = sorted(set(covered[dim]) - here)
+            if lacking:
+                other = covered[dim][lacking[0]]
+                raise ValueError(
+                    f"cannot consolidate chunks with different vars that cover "
+                    f"different offsets: {group[0][0]} and the other chunks with "
+                    f"its vars have none at offset {lacking[0]} along {dim!r}, "
+                    f"where {other} has one"
+                )
+
+
+def _consolidate_one_group(
+    inputs: list[Chunk], combine_kwargs: Mapping[str, Any] | None
+) -> Chunk:
+    """Combine chunks with the same vars whose offsets form a complete grid."""
     if len(inputs) == 1:
         return inputs[0]
     keys = [key for key, _ in inputs]
-    vars_values = {key.vars for key in keys}
-    if len(vars_values) > 1:
-        first_by_vars = {key.vars: key for key in reversed(keys)}
-        raise ValueError(
-            f"cannot consolidate chunks with different vars: "
-            f"{assembly.listed(list(first_by_vars.values()))}; consolidate variables "
-            f"first (ConsolidateVariables) or group chunks by vars"
-        )
     all_dims = list(dict.fromkeys(d for key in keys for d in key.offsets))
     offsets = [_full_offsets(key, all_dims) for key in keys]
     combined = [d for d in all_dims if len({o[d] for o in offsets}) > 1]
@@ -166,38 +209,69 @@ def consolidate_chunks(
 
 def consolidate_variables(
     inputs: Iterable[Chunk], merge_kwargs: Mapping[str, Any] | None = None
-) -> Chunk:
+) -> Iterator[Chunk]:
     """Merge chunks holding different variables of the same region.
 
+    If the keys agree on the offsets (or chunk indices) of every dimension
+    they share, all chunks are merged into one, whose key has the union of
+    their offsets. Otherwise, as in xarray-beam, chunks are merged per
+    location: those whose keys have the same offsets (or indices), whatever
+    their ``vars``.
+
     Args:
-      inputs: ``(Key, Dataset)`` pairs with disjoint variables whose offsets
-        agree on shared dimensions.
+      inputs: ``(Key, Dataset)`` pairs.
       merge_kwargs: if given, merge with ``xarray.merge(..., **merge_kwargs)``
         instead of the default direct merge (which requires shared coordinates
         to be equal).
 
-    Returns:
-      A key with the union of offsets and vars, and the merged dataset.
+    Yields:
+      For each distinct location, in order of first appearance, a key with
+      its offsets (or indices) and ``vars`` naming every data variable of the
+      merged dataset (also when the input keys have ``vars=None``), and the
+      merged dataset.
 
     Raises:
-      ValueError: naming the keys at fault, if offsets disagree, or a variable
-        appears in two chunks with different values (identical copies, as
-        ``split_variables`` makes of variables lacking a split dimension, are
-        merged into one).
+      ValueError: naming the keys at fault, if a variable appears in two
+        chunks with different values (identical copies, as ``split_variables``
+        makes of variables lacking a split dimension, are merged into one), or
+        coordinates differ.
 
     Example:
       >>> a = xarray.Dataset({'a': ('x', [1, 2])})
       >>> b = xarray.Dataset({'b': ('x', [3, 4])})
-      >>> key, ds = consolidate_variables(
-      ...     [(Key({'x': 0}, {'a'}), a), (Key({'x': 0}, {'b'}), b)])
-      >>> key, sorted(ds.data_vars)
-      (Key(offsets={'x': 0}, vars={'a', 'b'}), ['a', 'b'])
+      >>> [(key, sorted(ds.data_vars)) for key, ds in consolidate_variables(
+      ...     [(Key({'x': 0}, {'a'}), a), (Key({'x': 0}), b)])]
+      [(Key(offsets={'x': 0}, vars={'a', 'b'}), ['a', 'b'])]
     """
+    inputs = list(inputs)
+    if _locations_agree([key for key, _ in inputs]):
+        if inputs:
+            yield _merge(inputs, merge_kwargs)
+        return
+    groups: dict[Key, list[Chunk]] = {}
+    for key, dataset in inputs:
+        groups.setdefault(key.replace(vars=None), []).append((key, dataset))
+    for group in groups.values():
+        yield _merge(group, merge_kwargs)
+
+
+def _locations_agree(keys: list[Key]) -> bool:
+    """Whether keys give the same offsets and indices on every shared dim."""
+    seen: dict[tuple[str, str], int] = {}
+    for key in keys:
+        for what, located in (("offsets", key.offsets), ("indices", key.indices)):
+            for dim, value in located.items():
+                if seen.setdefault((what, dim), value) != value:
+                    return False
+    return not (
+        any(what == "offsets" for what, _ in seen)
+        and any(what == "indices" for what, _ in seen)
+    )
+
+
+def _merge(inputs: list[Chunk], merge_kwargs: Mapping[str, Any] | None) -> Chunk:
+    """Merge chunks whose offsets agree on shared dimensions into one."""
     inputs = sorted(inputs, key=lambda kv: sorted(kv[1].data_vars))
-    if not inputs:
-        raise ValueError("consolidate_variables needs at least one chunk")
-    if len(inputs) == 1:
-        return inputs[0]
     offsets: dict[str, int] = {}
     offsets_from: dict[str, Key] = {}
     for key, _ in inputs:
@@ -209,15 +283,16 @@ def consolidate_variables(
                 )
             offsets[dim] = offset
             offsets_from[dim] = key
-    vars_: frozenset[str] | None = None
-    all_vars = [key.vars for key, _ in inputs]
-    if all(v is not None for v in all_vars):
-        vars_ = frozenset().union(*cast("list[frozenset[str]]", all_vars))
-    new_key = Key(offsets, vars_)
     datasets = [dataset for _, dataset in inputs]
     if merge_kwargs is not None:
-        return new_key, xarray.merge(datasets, **merge_kwargs)
+        merged = xarray.merge(datasets, **merge_kwargs)
+    else:
+        merged = _merge_directly(inputs)
+    names = cast("Iterable[str]", merged.data_vars)
+    return Key(offsets, set(names), inputs[0][0].indices), merged
 
+
+def _merge_directly(inputs: list[Chunk]) -> xarray.Dataset:
     data_vars: dict[Hashable, xarray.Variable] = {}
     coords: dict[Hashable, xarray.Variable] = {}
     owner: dict[Hashable, Key] = {}
@@ -237,20 +312,43 @@ def consolidate_variables(
             owner[name] = key
             (coords if is_coord else data_vars)[name] = var
     try:
-        merged = xarray.Dataset(data_vars, coords=coords, attrs=datasets[0].attrs)
+        return xarray.Dataset(data_vars, coords=coords, attrs=inputs[0][1].attrs)
     except ValueError as error:
         keys = [key for key, _ in inputs]
         raise ValueError(
             f"cannot merge chunks {assembly.listed(keys)}: {error}"
         ) from error
-    return new_key, merged
 
 
-def consolidate_fully(inputs: Iterable[Chunk]) -> Chunk:
+def consolidate_fully(
+    inputs: Iterable[Chunk],
+    *,
+    merge_kwargs: Mapping[str, Any] | None = None,
+    combine_kwargs: Mapping[str, Any] | None = None,
+) -> Chunk:
     """Consolidate chunks into a single ``(Key, Dataset)`` pair.
 
     Chunks at the same offsets are merged across variables, chunks with the
-    same variables are concatenated, then the results are merged.
+    same variables are concatenated, then the results are merged: chunks
+    need not share every dimension (a variable lacking a dimension may come
+    in one chunk), as long as their offsets agree on the dimensions they
+    share.
+
+    Args:
+      inputs: ``(Key, Dataset)`` pairs with offsets.
+      merge_kwargs: options for ``xarray.merge`` when merging variables, as
+        in ``consolidate_variables``.
+      combine_kwargs: options for ``xarray.combine_nested`` when
+        concatenating chunks, as in ``consolidate_chunks``.
+
+    Returns:
+      A key with the lowest offset along each dimension and ``vars`` naming
+      every data variable (also when the input keys have ``vars=None``), and
+      the whole dataset.
+
+    Raises:
+      ValueError: naming the keys at fault, if there are no chunks, a key has
+        chunk indices only, or chunks are missing, overlap or disagree.
 
     Example:
       >>> ds = xarray.Dataset({'a': ('x', [1, 2]), 'b': ('x', [3, 4])})
@@ -260,24 +358,32 @@ def consolidate_fully(inputs: Iterable[Chunk]) -> Chunk:
       >>> key, out.identical(ds)
       (Key(offsets={'x': 0}, vars={'a', 'b'}), True)
     """
-    by_offsets: dict[Any, list[Chunk]] = collections.defaultdict(list)
-    for key, dataset in inputs:
-        by_offsets[frozenset(key.offsets.items())].append((key, dataset))
-    if not by_offsets:
+    inputs = list(inputs)
+    if not inputs:
         raise ValueError("consolidate_fully needs at least one chunk")
-    by_vars: dict[Any, list[Chunk]] = collections.defaultdict(list)
-    for group in by_offsets.values():
-        key, dataset = consolidate_variables(group)
-        by_vars[key.vars].append((key, dataset))
-    return consolidate_variables(
-        consolidate_chunks(group) for group in by_vars.values()
-    )
+    _require_offsets(inputs, "consolidate_fully")
+    by_vars: dict[frozenset[str] | None, list[Chunk]] = {}
+    for key, dataset in consolidate_variables(inputs, merge_kwargs):
+        by_vars.setdefault(key.vars, []).append((key, dataset))
+    blocks = [
+        _consolidate_one_group(group, combine_kwargs) for group in by_vars.values()
+    ]
+    if len(blocks) == 1:
+        return blocks[0]
+    return _merge(blocks, merge_kwargs)
 
 
 def in_memory_rechunk(
     inputs: Iterable[Chunk], target_chunks: Mapping[str, int]
 ) -> Iterator[Chunk]:
-    """Rechunk chunks held in memory: consolidate fully, then split.
+    """Rechunk chunks held in memory: consolidate, then split.
+
+    Chunks are consolidated with ``consolidate_chunks`` (one block per group
+    of ``vars``), and each block is split with ``split_chunks``.
+
+    Raises:
+      ValueError: naming the keys at fault, if keys repeat or the chunks do
+        not form complete grids (see ``consolidate_chunks``).
 
     Example:
       >>> ds = xarray.Dataset({'foo': ('x', list(range(6)))})
@@ -286,8 +392,8 @@ def in_memory_rechunk(
       >>> [k.offsets['x'] for k, _ in in_memory_rechunk(pieces, {'x': 2})]
       [0, 2, 4]
     """
-    key, dataset = consolidate_fully(inputs)
-    yield from split_chunks(key, dataset, target_chunks)
+    for key, dataset in consolidate_chunks(inputs):
+        yield from split_chunks(key, dataset, target_chunks)
 
 
 def _split_element(element: Chunk, target_chunks: dict[str, int]) -> Iterator[Chunk]:
@@ -319,6 +425,7 @@ class _TargetKey:
 
     def __call__(self, element: Chunk) -> tuple[Key, Chunk]:
         key, dataset = element
+        require_offsets(key, "ConsolidateChunks")
         offsets = {}
         for dim, target in self.target_chunks.items():
             if dim not in dataset.dims:
@@ -340,7 +447,7 @@ class _TargetKey:
 
 
 def _consolidate_group(group_key: Key, chunks: Iterable[Chunk]) -> Chunk:
-    key, dataset = consolidate_chunks(chunks)
+    ((key, dataset),) = consolidate_chunks(chunks)
     starts_late = {
         d: (o, key.offsets.get(d, 0))
         for d, o in group_key.offsets.items()
@@ -392,18 +499,27 @@ def _key_without_vars(element: Chunk) -> tuple[Key, Chunk]:
     return element[0].replace(vars=None), element
 
 
+def _merge_group(location: Key, chunks: Iterable[Chunk]) -> Chunk:
+    ((_, dataset),) = consolidate_variables(chunks)
+    return location, dataset
+
+
 class ConsolidateVariables(beam.PTransform):
-    """Merge chunks with the same offsets into one chunk with all their variables."""
+    """Merge chunks with the same offsets into one chunk with all their variables.
+
+    The merged chunks' keys have ``vars=None`` ("all variables"), as in
+    xarray-beam.
+
+    Example:
+      ``chunks | xarray_beam.SplitVariables() | xarray_beam.ConsolidateVariables()``
+    """
 
     def expand(self, pcoll):
         return (
             pcoll
             | "KeyByOffsets" >> beam.Map(_key_without_vars).with_output_types(_KEYED)
             | "GroupByOffsets" >> beam.GroupByKey()
-            | "Consolidate"
-            >> beam.MapTuple(
-                lambda _, chunks: consolidate_variables(chunks)
-            ).with_output_types(_KEYED)
+            | "Consolidate" >> beam.MapTuple(_merge_group).with_output_types(_KEYED)
         )
 
 
@@ -418,9 +534,10 @@ class Rechunk(beam.PTransform):
 
     Args:
       dim_sizes: size of each dimension of the whole dataset.
-      source_chunks: chunk sizes of the input (int, -1, or a tuple of sizes).
-      target_chunks: chunk size per dimension of the output (int or -1);
-        missing dimensions keep their source chunks.
+      source_chunks: chunk sizes of the input (int, -1, or a tuple of sizes);
+        dimensions missing here are not chunked.
+      target_chunks: chunk size per dimension of the output (int or -1), for
+        exactly the dimensions of ``source_chunks`` (as in xarray-beam).
       itemsize: bytes per element of one chunk, summed over its variables
         (e.g. 4 * number of float32 variables, or 4 after split_variables).
       min_mem: smallest piece worth shuffling (more stages keep pieces larger).
@@ -428,12 +545,13 @@ class Rechunk(beam.PTransform):
         chunk it holds at once.
 
     Raises:
-      ValueError: when built, for unknown dimensions, negative sizes,
+      ValueError: when built, if ``source_chunks`` and ``target_chunks`` name
+        different dimensions, for unknown dimensions, negative sizes,
         ``min_mem > max_mem``, or source/target chunks larger than max_mem.
 
     Example:
-      >>> rechunk = Rechunk({'time': 96, 'x': 40}, {'time': 24}, {'time': -1, 'x': 10},
-      ...                   itemsize=4, max_mem=2**20)
+      >>> rechunk = Rechunk({'time': 96, 'x': 40}, {'time': 24, 'x': -1},
+      ...                   {'time': -1, 'x': 10}, itemsize=4, max_mem=2**20)
       >>> [stage.regions for stage in rechunk.plan.stages], rechunk.target_chunks
       ([(96, 40)], {'time': 96, 'x': 10})
     """
@@ -457,6 +575,21 @@ class Rechunk(beam.PTransform):
             max_mem,
             method="shuffle",
         )
+        # Checked after planning, so that bad sizes are named first.
+        if (
+            isinstance(source_chunks, Mapping)
+            and isinstance(target_chunks, Mapping)
+            and source_chunks.keys() != target_chunks.keys()
+        ):
+            only_source = [d for d in source_chunks if d not in target_chunks]
+            only_target = [d for d in target_chunks if d not in source_chunks]
+            raise ValueError(
+                f"Rechunk needs source_chunks and target_chunks for the same "
+                f"dimensions: {only_source} only in source_chunks, {only_target} "
+                f"only in target_chunks (give -1 for a dimension kept whole): "
+                f"source_chunks={dict(source_chunks)}, "
+                f"target_chunks={dict(target_chunks)}"
+            )
         self.target_chunks = dict(
             zip(self.plan.dims, self.plan.target_chunks, strict=True)
         )

@@ -18,7 +18,7 @@ import numpy as np
 import xarray
 
 from xarray_beam.model import chunks as chunks_lib
-from xarray_beam.model.key import Key
+from xarray_beam.model.key import Key, require_offsets
 from xarray_beam.model.templates import lazy_variables
 
 ZarrFormat = Literal[2, 3]
@@ -466,14 +466,16 @@ def chunk_regions(
     Raises:
       TypeError: if the element is not a Key and an xarray.Dataset.
       ValueError: naming the key, variable and dimension at fault, if the
-        chunk has unknown variables, wrong dims or dtype, labels that differ
-        from the template, or does not cover whole Zarr chunks/shards.
+        key has chunk indices instead of offsets, the chunk has unknown
+        variables, wrong dims or dtype, labels that differ from the template,
+        or does not cover whole Zarr chunks/shards.
     """
     if not isinstance(key, Key) or not isinstance(chunk, xarray.Dataset):
         raise TypeError(
             f"expected (Key, xarray.Dataset) pairs, got ({type(key).__name__}, "
             f"{type(chunk).__name__})"
         )
+    require_offsets(key, "writing to Zarr")
     _check_labels(target, key, chunk)
     regions = []
     # The target's names are str; any other name is not found in it.
