@@ -214,7 +214,7 @@ def test_mean_without_dim_averages_chunks_sharing_a_key_and_keeps_keys():
             region[dim] = slice(start, start + chunk.sizes[dim])
         expected = _stacked([m.isel(region) for m in members], "mean")
         xarray.testing.assert_allclose(chunk[NUMERIC], expected, rtol=1e-6)
-    whole = xbeam.consolidate_chunks(outputs)[1]
+    ((_, whole),) = xbeam.consolidate_chunks(outputs)
     _assert_matches(whole, members, "mean")
 
 
@@ -308,7 +308,7 @@ def test_temp_store_without_dim_matches_and_is_removed(tmp_path):
         by_name[name].append(value)
     _assert_matches(by_name["globally"][0], members, "var", ddof=1)
     assert len(by_name["globally"]) == 1
-    whole = xbeam.consolidate_chunks(by_name["chunks"])[1]
+    whole = xbeam.consolidate_fully(by_name["chunks"])[1]
     _assert_matches(whole, members, "var", ddof=1)
     assert sorted(k.offsets["latitude"] for k, _ in by_name["chunks"]) == [0, 2]
     per_key = dict(by_name["per-key"])
