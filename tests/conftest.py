@@ -40,3 +40,30 @@ def mixed_dataset() -> xarray.Dataset:
 def era5_small() -> xarray.Dataset:
     """A tiny in-memory synthetic ERA5-like dataset (48 h on a 10 degree grid)."""
     return synthetic.era5_like(hours=48, resolution=10.0).compute()
+
+
+# --- object stores on emulators (127.0.0.1 only), one per test module ---------
+
+
+@pytest.fixture(scope="module")
+def gs(tmp_path_factory):
+    """A bucket on a GCS emulator started for this test module."""
+    import emulators
+
+    with emulators.gcs_bucket(tmp_path_factory.mktemp("gcs-emulator")) as bucket:
+        yield bucket
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A bucket on an S3 emulator (moto) started for this test module."""
+    import emulators
+
+    with emulators.s3_bucket(tmp_path_factory.mktemp("s3-emulator")) as bucket:
+        yield bucket
+
+
+@pytest.fixture(params=["gs", "s3"])
+def bucket(request):
+    """The same bucket on each emulator in turn."""
+    return request.getfixturevalue(request.param)

@@ -7,7 +7,6 @@ explicitly, also to the worker processes of a multi-process runner.
 """
 
 import apache_beam as beam
-import emulators
 import pytest
 import xarray
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -23,24 +22,6 @@ PENCILS = {"time": -1, "latitude": 5, "longitude": 9}
 # With time chunks of 6 (48 hours on the 10 degree grid), this budget gives a
 # two-pass plan for PENCILS, so rechunking goes through a temporary store.
 TWO_PASS_MEM = 200_000
-
-
-@pytest.fixture(scope="module")
-def gs(tmp_path_factory):
-    with emulators.gcs_bucket(tmp_path_factory.mktemp("gcs-emulator")) as bucket:
-        yield bucket
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with emulators.s3_bucket(tmp_path_factory.mktemp("s3-emulator")) as bucket:
-        yield bucket
-
-
-@pytest.fixture(params=["gs", "s3"])
-def bucket(request) -> emulators.Bucket:
-    """The same bucket on each emulator in turn."""
-    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -227,27 +227,6 @@ def test_a_staged_setup_writes_the_record_before_any_array(
 # --- on object stores (emulators on 127.0.0.1) ------------------------------
 
 
-@pytest.fixture(scope="module")
-def gs(tmp_path_factory):
-    import emulators
-
-    with emulators.gcs_bucket(tmp_path_factory.mktemp("gcs-emulator")) as bucket:
-        yield bucket
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    import emulators
-
-    with emulators.s3_bucket(tmp_path_factory.mktemp("s3-emulator")) as bucket:
-        yield bucket
-
-
-@pytest.fixture(params=["gs", "s3"])
-def bucket(request):
-    return request.getfixturevalue(request.param)
-
-
 def _objects(bucket, url: str) -> dict[str, bytes]:
     """The objects below ``url`` by relative path, job ids blanked."""
     snapshot = bucket.snapshot(url)
