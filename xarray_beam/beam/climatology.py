@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import apache_beam as beam
 import numpy as np
@@ -370,7 +370,10 @@ class Climatology(beam.PTransform):
         has only the labels its times produce (e.g. the months present), so
         every output chunk is written; without it, every possible label.
       temp_store: merge partial results through files there instead of
-        Beam's combine, bounding memory on local runners (see ``Mean``).
+        Beam's combine, bounding memory on local runners (see ``Mean``). By
+        default chosen for you: with a ``template`` whose partial results
+        exceed 64 MiB, on a runner whose workers run on this machine, a
+        local temporary directory; ``False`` always uses Beam's combine.
       max_mem, storage_options: as for ``Mean``, with ``temp_store``.
       num_threads: chunks a worker reduces at once.
 
@@ -406,7 +409,7 @@ class Climatology(beam.PTransform):
         labels: Sequence[Any] | None = None,
         fanout: int | None = None,
         template: xarray.Dataset | None = None,
-        temp_store: str | None = None,
+        temp_store: str | Literal[False] | None = None,
         max_mem: int = 2**28,
         storage_options: dict | None = None,
         num_threads: int | None = None,
@@ -430,12 +433,14 @@ class Climatology(beam.PTransform):
         if template is not None:
             # Only the groups the data has: every output chunk gets written.
             self.grouping = self.grouping.restricted_to(template.indexes[dim])
-        self.merge = combiners.merge_partials(
-            self.reducer,
-            combiners.check_fanout(fanout),
-            temp_store,
-            max_mem,
-            storage_options,
+        self.fanout = combiners.check_fanout(fanout)
+        self.temp_store = temp_store
+        self.max_mem = max_mem
+        self.storage_options = storage_options
+        self._estimate = (
+            combiners.partial_bytes(template, [dim], math.prod(self.grouping.shape))
+            if template is not None
+            else None
         )
 
     def template(self, source: xarray.Dataset) -> xarray.Dataset:
@@ -474,7 +479,16 @@ class Climatology(beam.PTransform):
                     self.num_threads,
                 )
             ).with_output_types(_KEYED)
-            | "Combine" >> self.merge
+            | "Combine"
+            >> combiners.choose_merge(
+                pcoll.pipeline,
+                self.reducer,
+                self.fanout,
+                self.temp_store,
+                self.max_mem,
+                self.storage_options,
+                self._estimate,
+            )
         )
 
 

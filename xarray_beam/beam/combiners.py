@@ -18,8 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import apache_beam as beam
 import xarray
@@ -34,6 +35,15 @@ from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Partial, Reducer
 
 _KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
+
+# On runners whose workers all run on this machine (the DirectRunner), a
+# shuffle holds everything it moves in memory. When the partial results of a
+# reduction are estimated above AUTO_SPILL_BYTES, and no temp_store was
+# given, they are merged through files in a local temporary directory
+# instead, each worker holding at most AUTO_SPILL_MEM of them: faster and
+# in bounded memory (benchmarks/climatology.py).
+AUTO_SPILL_BYTES = 64 * 2**20
+AUTO_SPILL_MEM = 32 * 2**20
 
 
 class ReduceCombineFn(beam.CombineFn):
@@ -221,7 +231,7 @@ class Reduction(beam.PTransform):
         min_count: int | None = None,
         ddof: int = 0,
         weights: xarray.DataArray | None = None,
-        temp_store: str | None = None,
+        temp_store: str | Literal[False] | None = None,
         max_mem: int = 2**28,
         storage_options: dict | None = None,
         template: xarray.Dataset | None = None,
@@ -240,19 +250,36 @@ class Reduction(beam.PTransform):
             weighted=weights is not None,
         )
         self.fanout = check_fanout(fanout)
-        self.temp_store = temp_store
+        self.temp_store = temp_store or None
+        self._spill = temp_store
+        self.max_mem = max_mem
+        self.storage_options = storage_options
+        self._estimate = (
+            partial_bytes(template, self.dim)
+            if template is not None and self.dim is not None
+            else None
+        )
         self.merge = merge_partials(
-            self.reducer, self.fanout, temp_store, max_mem, storage_options
+            self.reducer, self.fanout, self.temp_store, max_mem, storage_options
         )
 
     def expand(self, pcoll):
+        merge = choose_merge(
+            pcoll.pipeline,
+            self.reducer,
+            self.fanout,
+            self._spill,
+            self.max_mem,
+            self.storage_options,
+            self._estimate,
+        )
         return (
             pcoll
             | "ReduceChunks"
             >> beam.Map(
                 _ReduceChunk(self.reducer, self.dim, self.weights)
             ).with_output_types(_KEYED)
-            | "Combine" >> self.merge
+            | "Combine" >> merge
         )
 
     def __init_subclass__(cls, variant: bool = False, **kwargs):
@@ -322,6 +349,59 @@ def check_fanout(fanout: int | None) -> int | None:
     if fanout is not None and (not isinstance(fanout, int) or fanout < 1):
         raise ValueError(f"fanout must be a positive int, got {fanout!r}")
     return fanout
+
+
+def partial_bytes(
+    template: xarray.Dataset, dims: Sequence[str], groups: int = 1
+) -> int:
+    """Estimated bytes of the partial results of reducing ``template`` over
+    ``dims`` into ``groups`` groups (float64 sums, counts and squares).
+
+    Example:
+      >>> import numpy as np
+      >>> ds = xarray.Dataset({'t': (('time', 'x'), np.zeros((10, 4), 'f4'))})
+      >>> partial_bytes(ds, ['time'], groups=12)
+      1152
+    """
+    total = 0
+    for var in template.data_vars.values():
+        if not reductions.reducible(var.dtype):
+            continue
+        kept = math.prod(n for d, n in var.sizes.items() if d not in dims)
+        reduced = any(d in dims for d in var.dims)
+        total += kept * (groups if reduced else 1) * 24
+    return total
+
+
+def choose_merge(
+    pipeline: Any,
+    reducer: Reducer,
+    fanout: int | None,
+    temp_store: str | Literal[False] | None,
+    max_mem: int,
+    storage_options: dict | None,
+    estimate: int | None,
+) -> beam.PTransform:
+    """How partial results are merged: through files when ``temp_store`` is
+    given, or chosen (see ``AUTO_SPILL_BYTES``): on a runner whose workers
+    run on this machine, with no fanout, when partial results are estimated
+    (from a template) above the threshold. ``temp_store=False`` never
+    spills.
+
+    Example:
+      ``pcoll | choose_merge(pcoll.pipeline, reducer, None, None, 2**28, None,
+      partial_bytes(template, ['time'], 288))``
+    """
+    if (
+        temp_store is None
+        and not fanout
+        and estimate is not None
+        and estimate > AUTO_SPILL_BYTES
+        and runners.runs_on_this_machine(pipeline)
+    ):
+        temp_store = temp_stores.local_spill_location()
+        max_mem = min(max_mem, AUTO_SPILL_MEM)
+    return merge_partials(reducer, fanout, temp_store or None, max_mem, storage_options)
 
 
 def merge_partials(
@@ -405,7 +485,11 @@ class Mean(Reduction):
         ``cos(latitude)``), sliced to each chunk by its key's offsets.
       temp_store: if given, partial results are merged through files there
         instead of Beam's combine, so memory stays bounded by ``max_mem`` on
-        local runners too (see ``CombineThroughStorage``).
+        local runners too (see ``CombineThroughStorage``). By default (None)
+        this is chosen for you: with a ``template`` whose partial results
+        exceed 64 MiB, on a runner whose workers run on this machine, they
+        go through a local temporary directory (at most 64 MiB held per
+        worker). ``False`` always uses Beam's combine.
       max_mem: partial results a worker holds before writing them out.
       storage_options: fsspec options for ``temp_store``.
       template: the dataset the chunks come from (or its template), to check
@@ -515,6 +599,7 @@ class _MergeFiles:
         self.temp = temp
 
     def __call__(self, key: Any, paths) -> tuple[Any, xarray.Dataset]:
+        # One file at a time: read_spilled yields them as merge takes them.
         partials = temp_stores.read_spilled(self.temp, sorted(paths))
         return key, self.reducer.finalize(self.reducer.merge(partials))
 

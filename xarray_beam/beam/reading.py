@@ -8,6 +8,7 @@ decoding (see ``xarray_beam.io.fast_load``).
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -80,6 +81,23 @@ def _by_name(mapping: Mapping[Hashable, _V]) -> Mapping[str, _V]:
     return cast("Mapping[str, _V]", mapping)
 
 
+# Chunks up to this size are read one ahead by default (see DatasetToChunks).
+READ_AHEAD_BYTES = 256 * 2**20
+
+
+def _largest_chunk_nbytes(
+    dataset: xarray.Dataset, chunks: Mapping[str, tuple[int, ...]], split_vars: bool
+) -> int:
+    """Bytes of the largest chunk DatasetToChunks emits for ``chunks``."""
+    sizes = [
+        var.dtype.itemsize * math.prod(max(chunks[str(d)]) for d in var.dims)
+        for var in dataset.data_vars.values()
+    ]
+    if not sizes:
+        return 0
+    return max(sizes) if split_vars else sum(sizes)
+
+
 def _dataset_chunks(dataset: xarray.Dataset) -> dict[str, tuple[int, ...]]:
     """The Dask chunks of a dataset, refusing datasets that have none."""
     if dataset.chunks:
@@ -106,7 +124,9 @@ class DatasetToChunks(beam.PTransform):
       split_vars: emit one chunk per data variable, keyed with ``vars={name}``
         and offsets only along that variable's dimensions.
       num_threads: how many chunks a worker loads at once. The variables of a
-        chunk always load in parallel threads.
+        chunk always load in parallel threads. By default 2 (the next chunk
+        loads while the one before is processed downstream) when a chunk
+        holds at most 256 MiB, else 1.
       shard_keys_threshold: with more chunks than this, keys are generated on
         the workers in ranges, so the launcher never holds them all.
       missing_chunks: what a chunk missing from a Zarr source means: 'warn'
@@ -172,12 +192,15 @@ class DatasetToChunks(beam.PTransform):
             raise ValueError(f"num_threads must be at least 1, got {num_threads}")
         self.dataset = dataset
         self.split_vars = split_vars
-        self.num_threads = num_threads
         self.shard_keys_threshold = shard_keys_threshold
         self.chunks = chunks_lib.normalize_chunks_for_sizes(
             _dataset_chunks(first) if chunks is None else chunks,
             _by_name(first.sizes),
         )
+        if num_threads is None:
+            largest = _largest_chunk_nbytes(first, self.chunks, split_vars)
+            num_threads = 2 if largest <= READ_AHEAD_BYTES else 1
+        self.num_threads = num_threads
         grids: dict[str | None, chunks_lib.ChunkGrid]
         if split_vars:
             grids = {

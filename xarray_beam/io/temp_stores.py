@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import pickle
 import re
+import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, cast
 
 import fsspec
@@ -228,14 +230,25 @@ def spill(temp: TempLocation, value: Any, bundle: str, spill: int, item: int) ->
     return path
 
 
-def read_spilled(temp: TempLocation, paths: Sequence[str]) -> list[Any]:
-    """The partial results in spill files, in the order of their paths."""
+def read_spilled(temp: TempLocation, paths: Sequence[str]) -> Iterator[Any]:
+    """The partial results in spill files, in the order of their paths, one
+    at a time (so a caller merging them holds two at most)."""
     fs, _ = fsspec.core.url_to_fs(temp.location, **(temp.storage_options or {}))
-    values = []
     for path in paths:
         with fs.open(path, "rb") as f:
-            values.append(pickle.load(f))
-    return values
+            yield pickle.load(f)
+
+
+def local_spill_location() -> str:
+    """A new directory name under this machine's temporary directory, for
+    partial results spilled by a runner whose workers all run here.
+
+    Example:
+      >>> local_spill_location().startswith(tempfile.gettempdir())
+      True
+    """
+    name = f"xarray_beam-partials-{uuid.uuid4().hex}"
+    return os.path.join(tempfile.gettempdir(), name)
 
 
 def new_bundle_name() -> str:
