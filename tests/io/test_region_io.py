@@ -6,6 +6,7 @@ data, on a local disk or any other zarr store. Plain zarr reads and writes are
 the oracle throughout.
 """
 
+import asyncio
 import errno
 import fcntl
 import gc
@@ -955,3 +956,37 @@ def test_buffer_pool_clear_releases_everything():
     gc.collect()
 
     assert owner() is None
+
+
+class _SlowStore(zarr.storage.MemoryStore):
+    """A store whose every fetch waits, as object storage does, counting how
+    many fetches are in flight at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def get(self, key, prototype, byte_range=None):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.02)
+            return await super().get(key, prototype, byte_range)
+        finally:
+            self.in_flight -= 1
+
+
+def test_reads_from_object_storage_keep_several_fetches_in_flight():
+    store = _SlowStore()
+    data = np.random.default_rng(0).normal(size=(40, 6)).astype("f4")
+    array = zarr.create_array(store, shape=data.shape, chunks=(2, 6), dtype="f4")
+    array[...] = data
+    io = region_io.RegionIO(array)  # concurrency 1, as fast_load asks
+    assert io.direct
+
+    out = np.empty_like(data)
+    assert io.read((slice(0, 40), slice(0, 6)), out) == 0
+
+    np.testing.assert_array_equal(out, data)
+    assert store.most_in_flight == region_io.REMOTE_READ_CONCURRENCY

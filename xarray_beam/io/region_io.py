@@ -40,6 +40,10 @@ Region = tuple[slice, ...]
 # more of them may be in flight than a task's plan allows for chunks it
 # decodes or encodes.
 _VECTORED_CONCURRENCY = 2
+# Objects of one read fetched at once from a store that is not a local disk
+# (object storage), where each request waits on the network: enough to keep
+# requests in flight, few enough to stay within fsspec's connection pools.
+REMOTE_READ_CONCURRENCY = 8
 
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
@@ -377,6 +381,9 @@ class RegionIO:
     def read(self, region: Region, out: np.ndarray) -> int:
         """Read ``region`` into ``out``, decoding one stored chunk per call.
 
+        From object storage, up to ``REMOTE_READ_CONCURRENCY`` objects are
+        fetched at once (at least ``concurrency``).
+
         A chunk whose object is missing reads as the fill value; what else
         happens follows ``missing``: 'fill' nothing, 'warn' a warning (once
         per array and process), 'error' a ``MissingChunkError``.
@@ -442,7 +449,12 @@ class RegionIO:
                 note(index)
                 target[...] = codec.fill_value
 
-        self._map(read_chunk, list(self._chunks(region)))
+        items = list(self._chunks(region))
+        if objects.root is None:  # each fetch waits on the network
+            limit = max(self.concurrency, REMOTE_READ_CONCURRENCY)
+            threads.map_bounded(read_chunk, items, limit)
+        else:
+            self._map(read_chunk, items)
         return self._report(missing)
 
     def _stored(self, index: tuple[int, ...]) -> bool:
