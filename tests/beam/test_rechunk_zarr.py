@@ -580,3 +580,27 @@ def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypa
     assert {p: os.stat(os.path.join(temp, p)).st_ino for p in temp_files} == temp_files
     assert xb.verify_zarr(target).complete
     assert read_tree(target) == read_tree(reference)
+
+
+def test_building_rechunk_zarr_opens_the_source_once(pancakes, tmp_path, monkeypatch):
+    """Each open of a store on object storage costs a dozen requests."""
+    opened = []
+    open_zarr, open_group = xarray.open_zarr, zarr.open_group
+
+    def counting_open_zarr(store, *args, **kwargs):
+        opened.append(("xarray", str(store)))
+        return open_zarr(store, *args, **kwargs)
+
+    def counting_open_group(store=None, *args, **kwargs):
+        opened.append(("zarr", str(store)))
+        return open_group(store, *args, **kwargs)
+
+    monkeypatch.setattr(xarray, "open_zarr", counting_open_zarr)
+    monkeypatch.setattr(zarr, "open_group", counting_open_group)
+    transform = rechunk_zarr.RechunkZarr(
+        pancakes, str(tmp_path / "out.zarr"), PENCILS, max_mem=2**24
+    )
+
+    of_source = [how for how, store in opened if store == str(pancakes)]
+    assert sorted(of_source) == ["xarray", "zarr"]
+    assert transform.plan.plans  # planned from that one opening

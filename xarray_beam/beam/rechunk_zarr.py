@@ -250,7 +250,27 @@ def plan_store_rechunk(
     Example:
       ``print(plan_store_rechunk('era5.zarr', {'time': -1}, 2**30))``
     """
-    shapes = zarr_io.variable_shapes(source, storage_options)
+    return _plan_for_shapes(
+        zarr_io.variable_shapes(source, storage_options),
+        target_chunks,
+        max_mem,
+        min_mem,
+        method=method,
+        target_shards=target_shards,
+        cost_model=cost_model,
+    )
+
+
+def _plan_for_shapes(
+    shapes: Mapping[str, planning.VariableShape],
+    target_chunks: Mapping[str, int],
+    max_mem: int,
+    min_mem: int | None,
+    *,
+    method: planning.Method = "storage",
+    target_shards: Mapping[str, int] | None = None,
+    cost_model: planning.CostModel | None = None,
+) -> planning.DatasetRechunkPlan:
     dims = list(dict.fromkeys(d for shape in shapes.values() for d in shape.dims))
     chunks_lib.check_chunk_sizes(target_chunks, "target_chunks", dims)
     return planning.plan_dataset_rechunk(
@@ -352,22 +372,19 @@ class RechunkZarr(beam.PTransform):
         self.target = stores.normalize_store(target)
         locations.check_apart(self.target, {"source": self.source}, "RechunkZarr")
         self.storage_options = storage_options
-        self.plan = plan_store_rechunk(
-            self.source,
+        # The source is opened once here: on object storage every open costs
+        # a dozen requests.
+        dataset, arrays = zarr_io.open_store(self.source, storage_options)
+        self.plan = _plan_for_shapes(
+            zarr_io.shapes_of(dataset, arrays),
             target_chunks,
             max_mem,
             min_mem,
             target_shards=target_shards,
-            storage_options=storage_options,
             cost_model=cost_model,
         )
-        kwargs: dict[str, Any] = (
-            {"storage_options": dict(storage_options)} if storage_options else {}
-        )
-        dataset = xarray.open_zarr(self.source, chunks=None, **kwargs)
-        arrays = stores.open_group(self.source, "r", storage_options)
         layout_lib.check_names(dataset)
-        names = [n for n, v in dataset.data_vars.items() if v.ndim]
+        names = [str(n) for n, v in dataset.data_vars.items() if v.ndim]
         needs_temp = any(len(p.stages) > 1 for p in self.plan.plans)
         self._temp_is_default = temp_store is None
         self.temp_store = (

@@ -86,19 +86,42 @@ def variable_shapes(
     Example:
       ``plan_dataset_rechunk(variable_shapes('era5.zarr'), {'time': -1})``
     """
+    return shapes_of(*open_store(store, storage_options))
+
+
+def open_store(
+    store: StoreLike, storage_options: Mapping[str, Any] | None = None
+) -> tuple[xarray.Dataset, zarr.Group]:
+    """A store opened once for planning: lazily as an xarray Dataset (no
+    Dask) and as a zarr group.
+
+    Example:
+      ``dataset, arrays = open_store('era5.zarr')``
+    """
     store = stores.normalize_store(store)
     kwargs: dict[str, Any] = (
         {"storage_options": dict(storage_options)} if storage_options else {}
     )
     dataset = xarray.open_zarr(store, chunks=None, **kwargs)
-    arrays = stores.open_group(store, "r", storage_options)
+    return dataset, stores.open_group(store, "r", storage_options)
+
+
+def shapes_of(
+    dataset: xarray.Dataset, arrays: zarr.Group
+) -> dict[str, planning.VariableShape]:
+    """``variable_shapes`` of a store already opened with ``open_store``.
+
+    Example:
+      ``shapes_of(*open_store('era5.zarr'))``
+    """
     shapes = {}
-    for name, var in dataset.data_vars.items():
+    for key, var in dataset.data_vars.items():
         if not var.ndim:
             continue
+        name = str(key)
         array = cast("zarr.Array", arrays[name])
         shapes[name] = planning.VariableShape(
-            tuple(var.dims),
+            tuple(str(d) for d in var.dims),
             tuple(array.shape),
             array.dtype.itemsize,
             tuple(array.chunks),
