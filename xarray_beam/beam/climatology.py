@@ -26,12 +26,10 @@ import numpy as np
 import pandas as pd
 import xarray
 
-from xarray_beam.beam import combiners, threadmap
+from xarray_beam.beam import coders, combiners, threadmap
 from xarray_beam.model import reductions, templates
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Reducer
-
-_KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
 
 
 def _hour(times: pd.DatetimeIndex) -> np.ndarray:
@@ -478,7 +476,7 @@ class Climatology(beam.PTransform):
                     _GroupChunk(self.reducer, self.grouping, self.dim, self.weights),
                     self.num_threads,
                 )
-            ).with_output_types(_KEYED)
+            ).with_output_types(coders.KEYED_PARTIAL)
             | "Combine"
             >> combiners.choose_merge(
                 pcoll.pipeline,
@@ -713,4 +711,4 @@ class Anomaly(beam.PTransform):
         subtract = _Subtract(self.grouping, self.dim)
         return pcoll | "Subtract" >> beam.Map(
             subtract, self.climatology
-        ).with_output_types(_KEYED)
+        ).with_output_types(coders.KEYED_DATASET)
