@@ -156,6 +156,18 @@ def resample_template(
     time first as xarray gives it; other variables are repeated along time
     (non-numeric ones along it are dropped). Results that may hold NaN where
     xarray gives it (gaps in the data, ``min_count`` of sums) are float.
+
+    Example:
+      >>> import pandas as pd
+      >>> from xarray_beam.model.periods import resample_periods
+      >>> days = pd.date_range('2000-01-01', periods=72, freq='h')
+      >>> times = days.delete(slice(24, 48))  # January 2 is missing
+      >>> source = xarray.Dataset({'n': ('time', np.ones(48, int))},
+      ...                         coords={'time': times})
+      >>> out = resample_template(source, resample_periods(times, '1D'),
+      ...                         Reducer('sum'))
+      >>> out.sizes['time'], out.n.dtype  # NaN on January 2, as in xarray
+      (3, dtype('float64'))
     """
     dim = periods.dim
     data_vars: dict[Hashable, xarray.Variable] = {}

@@ -101,7 +101,12 @@ class Periods:
 
 
 def check_per_chunk(per_chunk: Any) -> int:
-    """``per_chunk`` checked: a positive int."""
+    """``per_chunk`` checked: a positive int.
+
+    Example:
+      >>> check_per_chunk(4)
+      4
+    """
     if isinstance(per_chunk, bool) or not isinstance(per_chunk, int) or per_chunk < 1:
         raise ValueError(f"periods_per_chunk must be a positive int, got {per_chunk!r}")
     return per_chunk
