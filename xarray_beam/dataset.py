@@ -685,8 +685,8 @@ class Dataset:
         self,
         chunks: ChunksSpec,
         split_vars: bool | None = None,
-        min_mem: int | None = None,
-        max_mem: int = 2**30,
+        min_mem: int | str | None = None,
+        max_mem: int | str = "1GiB",
         *,
         temp_store: stores.StoreLike | None = None,
         label: str | None = None,
@@ -711,7 +711,11 @@ class Dataset:
           split_vars: one variable per chunk in the result (default: as
             now). Variables are split before the rechunk (smaller chunks to
             shuffle) and consolidated after it.
-          min_mem, max_mem: memory bounds of the plan (see ``Rechunk``).
+          min_mem: smallest piece worth moving (bytes, or a size such as
+            '16MB'); see :class:`~xarray_beam.Rechunk`.
+          max_mem: memory a task may use (bytes, or a size such as '256MB'
+            or '1GiB'); see :class:`~xarray_beam.Rechunk` and
+            :class:`~xarray_beam.RechunkZarr`. Default 1 GiB.
           temp_store: intermediate store for the store-to-store path.
           label: the name of the rechunk step (default 'Rechunk').
 
@@ -724,6 +728,7 @@ class Dataset:
           >>> ds.rechunk({'time': 4}, split_vars=True).split_vars
           True
         """
+        max_mem, min_mem = planning.memory_bounds(max_mem, min_mem)
         target_split = self._split_vars if split_vars is None else bool(split_vars)
         new = chunks_lib.normalize_chunks(
             chunks, self._template, target_split, self._chunks
@@ -860,7 +865,7 @@ class Dataset:
         weights: xarray.DataArray | None = None,
         fanout: int | None = None,
         temp_store: str | None = None,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
         label: str | None = None,
     ) -> Dataset:

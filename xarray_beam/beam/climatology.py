@@ -27,7 +27,7 @@ import pandas as pd
 import xarray
 
 from xarray_beam.beam import combiners, threadmap
-from xarray_beam.model import reductions, templates
+from xarray_beam.model import reductions, templates, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Reducer
 
@@ -410,11 +410,12 @@ class Climatology(beam.PTransform):
         fanout: int | None = None,
         template: xarray.Dataset | None = None,
         temp_store: str | Literal[False] | None = None,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
         num_threads: int | None = None,
     ):
         super().__init__()
+        max_mem = units.byte_size(max_mem, "max_mem")
         self.grouping = make_grouping(by, labels)
         self.num_threads = num_threads
         self.dim = dim

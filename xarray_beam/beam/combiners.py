@@ -30,7 +30,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from xarray_beam.beam import metrics, runners
 from xarray_beam.io import stores, temp_stores
-from xarray_beam.model import reductions
+from xarray_beam.model import reductions, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Partial, Reducer
 
@@ -232,11 +232,12 @@ class Reduction(beam.PTransform):
         ddof: int = 0,
         weights: xarray.DataArray | None = None,
         temp_store: str | Literal[False] | None = None,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
         template: xarray.Dataset | None = None,
     ):
         super().__init__()
+        max_mem = units.byte_size(max_mem, "max_mem")
         self.dim = reductions.normalize_dims(dim)
         check_weights_need_dim(weights, self.dim)
         self.weights = reductions.check_weights(weights, self.dim)
@@ -624,19 +625,17 @@ class CombineThroughStorage(beam.PTransform):
         self,
         reducer: Reducer,
         temp_store: str,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
     ):
         super().__init__()
+        self.max_mem = units.byte_size(max_mem, "max_mem")
         self.key_type: Any = Key
         self.reducer = reducer
         store = stores.normalize_store(temp_store)
         if not isinstance(store, str):
             raise TypeError("temp_store must be a path or URL")
         self.temp_store: str = store
-        if max_mem <= 0:
-            raise ValueError(f"max_mem must be positive, got {max_mem}")
-        self.max_mem = max_mem
         self.storage_options = storage_options
 
     def for_any_keys(self) -> CombineThroughStorage:

@@ -540,18 +540,22 @@ class Rechunk(beam.PTransform):
         exactly the dimensions of ``source_chunks`` (as in xarray-beam).
       itemsize: bytes per element of one chunk, summed over its variables
         (e.g. 4 * number of float32 variables, or 4 after split_variables).
-      min_mem: smallest piece worth shuffling (more stages keep pieces larger).
+      min_mem: smallest piece worth shuffling (more stages keep pieces
+        larger): bytes, or a size such as '16MB' (see ``max_mem``).
       max_mem: memory a task may use, counting the pieces and the assembled
-        chunk it holds at once.
+        chunk it holds at once: bytes (an int), or a size as text, in
+        decimal units ('256MB', '1G') or binary ones ('256MiB', '1GiB').
+        Default 1 GiB.
 
     Raises:
       ValueError: when built, if ``source_chunks`` and ``target_chunks`` name
-        different dimensions, for unknown dimensions, negative sizes,
-        ``min_mem > max_mem``, or source/target chunks larger than max_mem.
+        different dimensions, for unknown dimensions, negative sizes, a
+        ``max_mem`` or ``min_mem`` that is not a size, ``min_mem > max_mem``,
+        or source/target chunks larger than max_mem.
 
     Example:
       >>> rechunk = Rechunk({'time': 96, 'x': 40}, {'time': 24, 'x': -1},
-      ...                   {'time': -1, 'x': 10}, itemsize=4, max_mem=2**20)
+      ...                   {'time': -1, 'x': 10}, itemsize=4, max_mem='1MiB')
       >>> [stage.regions for stage in rechunk.plan.stages], rechunk.target_chunks
       ([(96, 40)], {'time': 96, 'x': 10})
     """
@@ -562,8 +566,8 @@ class Rechunk(beam.PTransform):
         source_chunks: Mapping[str, int | tuple[int, ...]],
         target_chunks: Mapping[str, int],
         itemsize: int,
-        min_mem: int | None = None,
-        max_mem: int = 2**30,
+        min_mem: int | str | None = None,
+        max_mem: int | str = "1GiB",
     ):
         super().__init__()
         self.plan = planning.plan_rechunk(

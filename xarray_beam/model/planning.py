@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 
 from xarray_beam.model import chunks as chunks_lib
-from xarray_beam.model.units import format_bytes
+from xarray_beam.model.units import byte_size, format_bytes
 
 Method = Literal["shuffle", "storage"]
 MiB = 2**20
@@ -399,13 +399,36 @@ class _Problem:
         )
 
 
+def memory_bounds(
+    max_mem: int | str, min_mem: int | str | None = None
+) -> tuple[int, int | None]:
+    """``max_mem`` and ``min_mem`` in bytes, checked (see ``units.byte_size``).
+
+    Raises:
+      TypeError, ValueError: naming the parameter, for a value that is not a
+        positive size, and if ``min_mem`` is larger than ``max_mem``.
+
+    Example:
+      >>> memory_bounds('1GiB'), memory_bounds(2**30, '64MB')
+      ((1073741824, None), (1073741824, 64000000))
+    """
+    max_bytes = byte_size(max_mem, "max_mem")
+    min_bytes = None if min_mem is None else byte_size(min_mem, "min_mem")
+    if min_bytes is not None and min_bytes > max_bytes:
+        raise ValueError(
+            f"min_mem ({format_bytes(min_bytes)}) is larger than max_mem "
+            f"({format_bytes(max_bytes)})"
+        )
+    return max_bytes, min_bytes
+
+
 def _normalize(
     dim_sizes: Mapping[str, int],
     source_chunks: Mapping[str, object],
     target_chunks: Mapping[str, int],
     itemsize: int,
-    min_mem: int | None,
-    max_mem: int,
+    min_mem: int | str | None,
+    max_mem: int | str,
     target_shards: Mapping[str, int] | None,
 ) -> _Problem:
     if not isinstance(dim_sizes, Mapping):
@@ -419,18 +442,7 @@ def _normalize(
     shape = tuple(int(dim_sizes[d]) for d in dims)
     if not isinstance(itemsize, numbers.Integral) or itemsize <= 0:
         raise ValueError(f"itemsize must be a positive int, got {itemsize!r}")
-    if not isinstance(max_mem, numbers.Integral) or max_mem <= 0:
-        raise ValueError(f"max_mem must be a positive number of bytes, got {max_mem!r}")
-    if min_mem is not None:
-        if not isinstance(min_mem, numbers.Integral) or min_mem <= 0:
-            raise ValueError(
-                f"min_mem must be a positive number of bytes, got {min_mem!r}"
-            )
-        if min_mem > max_mem:
-            raise ValueError(
-                f"min_mem ({format_bytes(min_mem)}) is larger than max_mem "
-                f"({format_bytes(max_mem)})"
-            )
+    max_mem, min_mem = memory_bounds(max_mem, min_mem)
     source = chunks_lib.normalize_chunks_for_sizes(
         source_chunks, dict(zip(dims, shape, strict=False)), what="source"
     )
@@ -467,8 +479,8 @@ def _normalize(
         tuple(target),
         shards,
         int(itemsize),
-        int(max_mem),
-        None if min_mem is None else int(min_mem),
+        max_mem,
+        min_mem,
     )
     for what, sizes in (
         ("target chunks", target),
@@ -644,8 +656,8 @@ def plan_rechunk(
     source_chunks: Mapping[str, int | tuple[int, ...]],
     target_chunks: Mapping[str, int],
     itemsize: int,
-    min_mem: int | None = None,
-    max_mem: int = 2**30,
+    min_mem: int | str | None = None,
+    max_mem: int | str = "1GiB",
     *,
     method: Method = "shuffle",
     target_shards: Mapping[str, int] | None = None,
@@ -666,8 +678,12 @@ def plan_rechunk(
       itemsize: bytes per element, summed over the variables one chunk holds.
       min_mem: smallest piece worth moving; more passes are planned to keep
         pieces at least this large (a warning says if that is impossible).
+        Bytes, or a size such as '64MB' (see ``max_mem``).
       max_mem: memory a task may use, counting the copies it really holds
-        (stored and decoded bytes of the blocks it reads and writes).
+        (stored and decoded bytes of the blocks it reads and writes). Bytes
+        (an int), or a size as text: decimal units ('256MB', '1G': powers
+        of 1000, as dask and rechunker read them) or binary ones ('256MiB',
+        '1GiB': powers of 1024). Default 1 GiB.
       method: 'storage' (Zarr to Zarr through temporary stores) or 'shuffle'
         (PCollections through Beam's shuffle).
       target_shards: shard size per dimension of the target store (storage).
@@ -682,12 +698,13 @@ def plan_rechunk(
 
     Raises:
       ValueError: naming the culprit, for unknown dimensions, negative sizes,
-        ``min_mem > max_mem``, or source/target chunks larger than max_mem.
+        a ``max_mem`` or ``min_mem`` that is not a size, ``min_mem >
+        max_mem``, or source/target chunks larger than max_mem.
 
     Example:
       >>> plan = plan_rechunk({'time': 8760, 'lat': 721, 'lon': 1440},
       ...                     {'time': 24}, {'time': -1, 'lat': 23, 'lon': 45},
-      ...                     itemsize=4, max_mem=2**30, method='storage')
+      ...                     itemsize=4, max_mem='1GB', method='storage')
       >>> [s.writes for s in plan.stages]
       ['temp 1', 'target']
     """
@@ -848,8 +865,8 @@ class DatasetRechunkPlan:
 def plan_dataset_rechunk(
     variables: Mapping[str, VariableShape],
     target_chunks: Mapping[str, int],
-    max_mem: int = 2**30,
-    min_mem: int | None = None,
+    max_mem: int | str = "1GiB",
+    min_mem: int | str | None = None,
     *,
     method: Method = "storage",
     target_shards: Mapping[str, int] | None = None,
@@ -860,6 +877,12 @@ def plan_dataset_rechunk(
 
     Variables are grouped by dims, shape, itemsize and source chunks; each
     group gets the target chunks (and shards) of its own dimensions.
+
+    Args:
+      variables: the shape, itemsize and source chunks of each variable.
+      target_chunks, max_mem, min_mem, method, target_shards, cost_model,
+        memory_model: as for ``plan_rechunk`` (``max_mem`` and ``min_mem``
+        in bytes or as sizes such as '1GiB'; default 'storage').
 
     Raises:
       ValueError: if ``target_chunks`` or ``target_shards`` name a dimension no
@@ -874,6 +897,7 @@ def plan_dataset_rechunk(
       >>> [p.variables for p in plan.plans]
       [('t2m',), ('lsm',)]
     """
+    max_mem, min_mem = memory_bounds(max_mem, min_mem)
     all_dims = {d for v in variables.values() for d in v.dims}
     for name, spec in (
         ("target_chunks", target_chunks),
