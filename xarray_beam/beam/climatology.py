@@ -507,13 +507,30 @@ def climatology_template(
     Every data variable gets the group dimensions first, in place of ``dim``
     (variables without ``dim`` are broadcast along them, as ``Climatology``
     and xarray's groupby do); non-numeric variables along ``dim`` are dropped.
+    Variables keep their attributes (units, ...), with the statistic added to
+    their CF ``cell_methods``. The dataset keeps the source's attributes and
+    records what it is (see ``provenance``): ``climatology_statistic``
+    (e.g. 'mean'), ``climatology_grouping`` (e.g. 'month,hour'),
+    ``climatology_dim`` and, when the source was read from a store (its
+    ``encoding['source']``, as ``open_zarr`` sets it), ``climatology_source``.
+
+    Args:
+      source: the dataset (or its template) the climatology is made of.
+      by: the grouping: 'hour', 'month', 'dayofyear', 'season', a tuple of
+        them, a function of a ``pandas.DatetimeIndex`` (with ``labels``) or a
+        ``Grouping``.
+      dim: the time dimension.
+      stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
+      dtype: dtype of the results (default: as the statistic gives).
+      labels: every label of a grouping function.
 
     Example:
       >>> ds = xarray.Dataset(
       ...     {'t2m': (('time', 'x'), np.zeros((48, 3), np.float32))},
       ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
-      >>> dict(climatology_template(ds, ('month', 'hour')).t2m.sizes)
-      {'month': 12, 'hour': 24, 'x': 3}
+      >>> template = climatology_template(ds, ('month', 'hour'))
+      >>> dict(template.t2m.sizes), template.attrs['climatology_grouping']
+      ({'month': 12, 'hour': 24, 'x': 3}, 'month,hour')
     """
     grouping = by if isinstance(by, Grouping) else make_grouping(by, labels)
     check_input(source, dim)
@@ -550,7 +567,33 @@ def climatology_template(
         if dim not in coord.dims
     }
     coords.update(grouping.coords())
-    return xarray.Dataset(data_vars, coords=coords, attrs=source.attrs)
+    attrs = {**source.attrs, **provenance(source, grouping, dim, stat)}
+    return xarray.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def provenance(
+    source: xarray.Dataset, grouping: Grouping, dim: str, stat: str
+) -> dict[str, str]:
+    """The attributes saying what a climatology of ``source`` is: statistic,
+    grouping, time dimension, and the source's path or URL when known.
+
+    Example:
+      >>> ds = xarray.Dataset(coords={'time': pd.date_range('2000', periods=2)})
+      >>> ds.encoding['source'] = 'era5.zarr'
+      >>> provenance(ds, make_grouping(('month', 'hour')), 'time', 'max')
+      ... # doctest: +NORMALIZE_WHITESPACE
+      {'climatology_statistic': 'max', 'climatology_grouping': 'month,hour',
+       'climatology_dim': 'time', 'climatology_source': 'era5.zarr'}
+    """
+    attrs = {
+        "climatology_statistic": stat,
+        "climatology_grouping": ",".join(grouping.names),
+        "climatology_dim": dim,
+    }
+    origin = source.encoding.get("source")
+    if isinstance(origin, str) and origin:
+        attrs["climatology_source"] = origin
+    return attrs
 
 
 class _Subtract:
