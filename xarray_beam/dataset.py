@@ -245,8 +245,9 @@ class Dataset:
 
         Args:
           source: the data to read.
-          chunks: chunk sizes (see ``normalize_chunks``); default: the Dask
-            chunks of ``source`` (whole dimensions if it has none).
+          chunks: chunk sizes (see :func:`~xarray_beam.normalize_chunks`);
+            default: the Dask chunks of ``source`` (whole dimensions if it
+            has none).
           split_vars: one variable per chunk.
           num_threads: chunks a worker loads at once.
           previous_chunks: what dimensions not in ``chunks`` get, and the
@@ -296,13 +297,13 @@ class Dataset:
 
         Args:
           store: local path, URL (``gs://``, ``s3://``) or zarr Store.
-          chunks: chunk sizes (see ``normalize_chunks``; dimensions not given
-            keep the store's chunks, byte sizes keep their shape); default:
-            the store's chunks (shards if any).
+          chunks: chunk sizes (see :func:`~xarray_beam.normalize_chunks`;
+            dimensions not given keep the store's chunks, byte sizes keep
+            their shape); default: the store's chunks (shards if any).
           split_vars: one variable per chunk.
           storage_options: fsspec options for URLs, carried to the workers.
           num_threads: chunks a worker loads at once.
-          pipeline: bind the dataset to this pipeline (see ``from_xarray``).
+          pipeline: bind the dataset to this pipeline (see :meth:`from_xarray`).
           label: the name of the reading step (default 'FromZarr(<name>)').
 
         Example:
@@ -706,8 +707,9 @@ class Dataset:
         * otherwise, ``Rechunk``'s multi-stage plan through Beam shuffles.
 
         Args:
-          chunks: new chunks (see ``normalize_chunks``); dimensions not given
-            keep their chunks, byte sizes keep the shape of the current ones.
+          chunks: new chunks (see :func:`~xarray_beam.normalize_chunks`);
+            dimensions not given keep their chunks, byte sizes keep the shape
+            of the current ones.
           split_vars: one variable per chunk in the result (default: as
             now). Variables are split before the rechunk (smaller chunks to
             shuffle) and consolidated after it.
@@ -805,6 +807,9 @@ class Dataset:
 
         Variables lacking some dimensions keep a single copy of each chunk.
 
+        Args:
+          label: the name of the step (default 'SplitVariables').
+
         Example:
           >>> import numpy as np, xarray
           >>> source = xarray.Dataset({'a': ('x', np.zeros(4)), 'b': ((), 1.0)})
@@ -823,6 +828,9 @@ class Dataset:
 
     def consolidate_variables(self, *, label: str | None = None) -> Dataset:
         """Chunks holding every data variable again (``split_vars=False``).
+
+        Args:
+          label: the name of the step (default 'ConsolidateVariables').
 
         Example:
           >>> import numpy as np, xarray
@@ -907,10 +915,14 @@ class Dataset:
     def mean(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
         """Mean over ``dim`` (all dims if None), as ``xarray.Dataset.mean``.
 
-        Keyword arguments are those of ``Mean``: ``skipna``, ``dtype``,
-        ``min_count``, ``weights`` (a DataArray, e.g. ``cos(latitude)``),
-        ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``; and
-        ``label``, the name of the step (default 'Mean(<dims>)').
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: the options of :class:`~xarray_beam.Mean` (documented
+            there): ``skipna``, ``dtype``, ``min_count``, ``weights`` (a
+            DataArray, e.g. ``np.cos(np.deg2rad(ds.latitude))``), ``fanout``,
+            ``temp_store``, ``max_mem`` (bytes or a size such as '256MB'),
+            ``storage_options``; and ``label``, the name of the step (default
+            'Mean(<dims>)'). ``ddof`` too, for ``var`` and ``std``.
 
         Example:
           >>> import numpy as np, xarray
@@ -922,27 +934,59 @@ class Dataset:
         return self._reduce("mean", dim, **kwargs)
 
     def sum(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Sum over ``dim`` (see ``mean`` for the options)."""
+        """Sum over ``dim``, as ``xarray.Dataset.sum``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean`.
+        """
         return self._reduce("sum", dim, **kwargs)
 
     def count(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Number of valid (non-NaN) values over ``dim``."""
+        """Number of valid (non-NaN) values over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean` (but not ``weights``).
+        """
         return self._reduce("count", dim, **kwargs)
 
     def min(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Minimum over ``dim`` (see ``mean`` for the options)."""
+        """Minimum over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean` (but not ``weights``).
+        """
         return self._reduce("min", dim, **kwargs)
 
     def max(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Maximum over ``dim`` (see ``mean`` for the options)."""
+        """Maximum over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean` (but not ``weights``).
+        """
         return self._reduce("max", dim, **kwargs)
 
     def var(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Variance over ``dim`` (``ddof``; see ``mean`` for the options)."""
+        """Variance over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: ``ddof`` (delta degrees of freedom, default 0) and the
+            options of :meth:`mean`.
+        """
         return self._reduce("var", dim, **kwargs)
 
     def std(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Standard deviation over ``dim`` (``ddof``; see ``mean``)."""
+        """Standard deviation over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: ``ddof`` (delta degrees of freedom, default 0) and the
+            options of :meth:`mean`.
+        """
         return self._reduce("std", dim, **kwargs)
 
     def climatology(
@@ -956,13 +1000,18 @@ class Dataset:
             ``labels=``).
           stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
           **kwargs: ``dim`` (default 'time') and the options of
-            ``Climatology`` (``skipna``, ``min_count``, ``ddof``, ``dtype``,
-            ``weights``, ``labels``, ``fanout``, ``temp_store``, ``max_mem``,
-            ``storage_options``, ``num_threads``).
+            :class:`~xarray_beam.Climatology` (documented there): ``skipna``,
+            ``min_count``, ``ddof``, ``dtype``, ``weights``, ``labels``,
+            ``fanout``, ``temp_store``, ``max_mem`` (bytes or a size such as
+            '256MB'), ``storage_options``, ``num_threads``.
 
         The result has the group dimensions in place of ``dim``: one chunk
         per label along each, except that a last group dimension of at most
-        24 labels (hour, month, season) is whole in each chunk.
+        24 labels (hour, month, season) is whole in each chunk. Its
+        attributes say what it is: ``climatology_statistic``,
+        ``climatology_grouping`` (e.g. 'month,hour'), ``climatology_dim`` and,
+        for data read from a store, ``climatology_source`` (see
+        :func:`~xarray_beam.climatology_template`).
 
         Example:
           >>> import numpy as np, pandas as pd, xarray
@@ -1023,7 +1072,20 @@ class Dataset:
         self, indexers: Any = None, *, label: str | None = None, **indexers_kwargs: int
     ) -> Dataset:
         """The first elements along dimensions, as ``xarray.Dataset.head``
-        (only straight from a source; ``label`` names the new reading step)."""
+        (only straight from a source).
+
+        Args:
+          indexers: elements to keep per dimension (a mapping, or an int for
+            every dimension), as in xarray; or give them as keywords.
+          label: the name of the new reading step.
+          **indexers_kwargs: elements to keep per dimension, as keywords.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((8, 6)))})
+          >>> Dataset.from_xarray(source, {'time': 4}).head(time=3).sizes
+          {'time': 3, 'x': 6}
+        """
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
             "head", args, lambda ds: ds.head(indexers, **indexers_kwargs), label
@@ -1033,7 +1095,20 @@ class Dataset:
         self, indexers: Any = None, *, label: str | None = None, **indexers_kwargs: int
     ) -> Dataset:
         """The last elements along dimensions, as ``xarray.Dataset.tail``
-        (only straight from a source; ``label`` names the new reading step)."""
+        (only straight from a source).
+
+        Args:
+          indexers: elements to keep per dimension (a mapping, or an int for
+            every dimension), as in xarray; or give them as keywords.
+          label: the name of the new reading step.
+          **indexers_kwargs: elements to keep per dimension, as keywords.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((8, 6)))})
+          >>> Dataset.from_xarray(source, {'time': 4}).tail(x=2).sizes
+          {'time': 8, 'x': 2}
+        """
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
             "tail", args, lambda ds: ds.tail(indexers, **indexers_kwargs), label
@@ -1042,6 +1117,11 @@ class Dataset:
     def isel(self, indexers: Any = None, **indexers_kwargs: Any) -> Dataset:
         """Select by position, as ``xarray.Dataset.isel`` (only straight from
         a source).
+
+        Args:
+          indexers: positions (ints, slices, arrays) per dimension, as in
+            xarray; or give them as keywords.
+          **indexers_kwargs: positions per dimension, as keywords.
 
         Example:
           >>> import numpy as np, xarray
@@ -1056,7 +1136,20 @@ class Dataset:
 
     def sel(self, indexers: Any = None, **indexers_kwargs: Any) -> Dataset:
         """Select by label, as ``xarray.Dataset.sel`` (only straight from a
-        source)."""
+        source).
+
+        Args:
+          indexers: labels (values, slices, arrays) per dimension, as in
+            xarray; or give them as keywords.
+          **indexers_kwargs: labels per dimension, as keywords.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.zeros(6))},
+          ...                         coords={'x': np.arange(6) * 10})
+          >>> Dataset.from_xarray(source).sel(x=slice(10, 30)).sizes
+          {'x': 3}
+        """
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
             "sel", args, lambda ds: ds.sel(indexers, **indexers_kwargs)
@@ -1101,8 +1194,12 @@ class Dataset:
         return Dataset._from_source(edited, chunks, self._split_vars, self._binding)
 
     def transpose(self, *dims: Hashable, label: str | None = None) -> Dataset:
-        """Transpose every variable, as ``xarray.Dataset.transpose``
-        (``label`` names the step, default 'Transpose').
+        """Transpose every variable, as ``xarray.Dataset.transpose``.
+
+        Args:
+          *dims: the new order of dimensions (``...`` for the others, as in
+            xarray); none: reversed.
+          label: the name of the step (default 'Transpose').
 
         Example:
           >>> import numpy as np, xarray
@@ -1122,6 +1219,11 @@ class Dataset:
 
     def pipe(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``func(self, *args, **kwargs)``, for chains of custom steps.
+
+        Args:
+          func: a function taking this Dataset first.
+          *args: more positional arguments for ``func``.
+          **kwargs: keyword arguments for ``func``.
 
         Example:
           >>> import numpy as np, xarray
@@ -1180,11 +1282,12 @@ class Dataset:
           storage_options: fsspec options for URLs.
           num_threads: chunks a worker writes at once.
           resume: continue an interrupted write: chunks already in the store
-            are skipped (see ``ChunksToZarr`` and ``RechunkZarr``).
+            are skipped (see :class:`~xarray_beam.ChunksToZarr` and
+            :class:`~xarray_beam.RechunkZarr`).
           stage_locally: write a new store's metadata in a local temporary
-            directory and copy it into place (see ``ChunksToZarr``; default:
-            for paths and URLs). A store-to-store rechunk writes its metadata
-            in place.
+            directory and copy it into place (see
+            :class:`~xarray_beam.ChunksToZarr`; default: for paths and URLs).
+            A store-to-store rechunk writes its metadata in place.
           label: the name of the writing step (default 'ToZarr(<name>)').
 
         Raises:

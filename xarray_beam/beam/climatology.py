@@ -360,9 +360,15 @@ class Climatology(beam.PTransform):
         (with ``labels``).
       stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
       dim: the time dimension.
-      skipna, min_count, ddof, dtype: as for ``Mean`` and ``Var``.
+      skipna: ignore NaNs (default) or propagate them.
+      min_count: results from fewer valid values are NaN.
+      ddof: delta degrees of freedom of 'var' and 'std' (the divisor is
+        N - ddof); 0 by default.
+      dtype: dtype of the results (default: as xarray gives it); values
+        always accumulate in float64.
       weights: a DataArray along ``dim`` (and possibly other dims) weighting
-        each time step (mean, sum, var, std).
+        each time step (mean, sum, var, std); values a float rounding below
+        zero count as 0, as for :class:`~xarray_beam.Mean`.
       labels: every label of a grouping function.
       fanout: intermediate combining steps for hot keys.
       template: the dataset the chunks come from (or its template), to check
@@ -370,21 +376,27 @@ class Climatology(beam.PTransform):
         has only the labels its times produce (e.g. the months present), so
         every output chunk is written; without it, every possible label.
       temp_store: merge partial results through files there instead of
-        Beam's combine, bounding memory on local runners (see ``Mean``). By
-        default chosen for you: with a ``template`` whose partial results
-        exceed 64 MiB, on a runner whose workers run on this machine, a
-        local temporary directory; ``False`` always uses Beam's combine.
-      max_mem, storage_options: as for ``Mean``, with ``temp_store``.
+        Beam's combine, bounding memory on local runners (see
+        :class:`~xarray_beam.CombineThroughStorage`). By default chosen for
+        you: with a ``template`` whose partial results exceed 64 MiB, on a
+        runner whose workers run on this machine, a local temporary
+        directory; ``False`` always uses Beam's combine.
+      max_mem: partial results a worker holds before writing them out to
+        ``temp_store``: bytes, or a size such as '256MB' or '1GiB'. Default
+        256 MiB.
+      storage_options: fsspec options for ``temp_store``.
       num_threads: chunks a worker reduces at once.
 
     Output: ``(key, dataset)`` pairs, one per group and region, with the group
     dimensions (length 1, labelled) in place of ``dim`` and the group's
-    positions as key offsets. ``climatology_template`` gives the matching
-    template for ``ChunksToZarr``. Variables without ``dim`` (static fields
-    such as surface geopotential or a land-sea mask) are broadcast along
-    every group of the output, as xarray's groupby does, whether they come
-    with the other variables or alone (``DatasetToChunks(...,
-    split_vars=True)``).
+    positions as key offsets. ``template()`` (or ``climatology_template``)
+    gives the matching template for ``ChunksToZarr``, whose attributes say
+    what the output is (statistic, grouping and source; see
+    :func:`~xarray_beam.climatology_template`). Variables without ``dim``
+    (static fields such as surface geopotential or a land-sea mask) are
+    broadcast along every group of the output, as xarray's groupby does,
+    whether they come with the other variables or alone
+    (``DatasetToChunks(..., split_vars=True)``).
 
     Raises:
       ValueError: when the transform is built, for an unknown statistic or
@@ -445,8 +457,18 @@ class Climatology(beam.PTransform):
         )
 
     def template(self, source: xarray.Dataset) -> xarray.Dataset:
-        """The template of this climatology of ``source`` (see
-        ``climatology_template``)."""
+        """The template of this climatology of ``source``, for
+        ``ChunksToZarr``: group dimensions in place of ``dim``, and attributes
+        saying what it is (see :func:`~xarray_beam.climatology_template`).
+
+        Example:
+          >>> ds = xarray.Dataset(
+          ...     {'t': ('time', np.arange(48.0))},
+          ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
+          >>> template = Climatology('hour', 'max', template=ds).template(ds)
+          >>> dict(template.sizes), template.attrs['climatology_statistic']
+          ({'hour': 24}, 'max')
+        """
         return climatology_template(
             source,
             self.grouping,
@@ -458,7 +480,8 @@ class Climatology(beam.PTransform):
     def zarr_chunks(self, read_chunks: Mapping[str, int]) -> dict[str, int]:
         """Zarr chunks for the output, which hold one output element each:
         one label along each keyed group dimension (the dense one whole) and
-        the read chunks along the other dimensions.
+        ``read_chunks`` (the chunks the input is read in) along the other
+        dimensions.
 
         Example:
           >>> Climatology(('month', 'hour')).zarr_chunks({'time': 240, 'x': 10})

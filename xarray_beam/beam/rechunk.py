@@ -40,6 +40,14 @@ def split_chunks(
     this chunk, so chunks split independently fit together. Dimensions of
     ``target_chunks`` that the chunk lacks are ignored; -1 means "do not split".
 
+    Args:
+      key: the chunk's key (its offsets place it in the whole dataset).
+      dataset: the chunk's data.
+      target_chunks: chunk size per dimension (-1: do not split).
+
+    Yields:
+      ``(key, piece)`` pairs, keys offset to each piece.
+
     Example:
       >>> ds = xarray.Dataset({'foo': ('x', list(range(5)))})
       >>> [(k, ds.sizes['x']) for k, ds in split_chunks(Key({'x': 3}), ds, {'x': 4})]
@@ -71,6 +79,13 @@ def split_variables(key: Key, dataset: xarray.Dataset) -> Iterator[Chunk]:
 
     Each new key has ``vars={name}`` and keeps only the offsets (or chunk
     indices) of that variable's dimensions.
+
+    Args:
+      key: the chunk's key.
+      dataset: the chunk's data, with any number of data variables.
+
+    Yields:
+      One ``(key, dataset)`` pair per data variable.
 
     Example:
       >>> ds = xarray.Dataset({'a': ('x', [1, 2]), 'b': ((), 3)})
@@ -380,6 +395,13 @@ def in_memory_rechunk(
 
     Chunks are consolidated with ``consolidate_chunks`` (one block per group
     of ``vars``), and each block is split with ``split_chunks``.
+
+    Args:
+      inputs: ``(key, dataset)`` chunks that together form complete grids.
+      target_chunks: chunk size per dimension of the result (-1: whole).
+
+    Yields:
+      ``(key, dataset)`` chunks of ``target_chunks``.
 
     Raises:
       ValueError: naming the keys at fault, if keys repeat or the chunks do
