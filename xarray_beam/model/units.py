@@ -100,7 +100,7 @@ def byte_size(value: int | str, name: str) -> int:
             return parse_size(value)
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and float(value).is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
