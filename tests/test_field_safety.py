@@ -930,6 +930,25 @@ def test_an_index_that_would_not_read_back_as_written_is_refused_before_the_stor
     assert not path.exists()
 
 
+def test_a_coordinate_that_cannot_be_stored_is_named_among_others(tmp_path):
+    """All coordinates are checked in one round trip; when that fails, the
+    message still names the one at fault, and no store is created."""
+    dataset = xarray.Dataset(
+        {"v": (("x", "y"), np.zeros((3, 2)))}, coords={"x": [1, 2, 3], "y": [0.5, 1.5]}
+    )
+    dataset = dataset.chunk().assign_coords(
+        label=("x", np.array([1, "a", None], object)), height=("y", [2.0, 10.0])
+    )
+    path = tmp_path / "out.zarr"
+    with pytest.raises(
+        ValueError, match=_mentioning("coordinate 'label'", "cannot be stored")
+    ):
+        xb.setup_zarr(dataset, str(path))
+    assert not path.exists()
+    xb.setup_zarr(dataset.drop_vars("label"), str(path))
+    assert xarray.open_zarr(path).height.values.tolist() == [2.0, 10.0]
+
+
 # --- corrupt chunks -------------------------------------------------------------
 
 

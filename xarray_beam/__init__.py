@@ -53,6 +53,7 @@ from xarray_beam.beam.rechunk import (
     split_variables,
 )
 from xarray_beam.beam.rechunk_zarr import RechunkZarr, plan_store_rechunk, rechunk_zarr
+from xarray_beam.beam.resample import Resample
 from xarray_beam.beam.runners import InProcessRunner
 from xarray_beam.beam.zarr import ChunksToZarr, DatasetToZarr
 from xarray_beam.dataset import Dataset
@@ -82,6 +83,7 @@ __all__ = [
     "MeanCombineFn",
     "Min",
     "ReduceCombineFn",
+    "Resample",
     "Std",
     "Sum",
     "Var",

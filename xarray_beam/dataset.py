@@ -44,10 +44,12 @@ from xarray_beam import dataset_steps as steps_lib
 from xarray_beam.beam import combiners, reading, runners
 from xarray_beam.beam import rechunk as rechunk_lib
 from xarray_beam.beam import zarr as zarr_lib
-from xarray_beam.beam.climatology import Climatology
+from xarray_beam.beam.climatology import STANDARD_GROUPS, Climatology
 from xarray_beam.beam.rechunk_zarr import RechunkZarr
+from xarray_beam.beam.resample import Resample
 from xarray_beam.io import compat, stores, zarr_io
 from xarray_beam.model import chunks as chunks_lib
+from xarray_beam.model import periods as periods_lib
 from xarray_beam.model import planning, reductions, routes
 from xarray_beam.model.units import format_bytes
 
@@ -1007,7 +1009,9 @@ class Dataset:
 
         The result has the group dimensions in place of ``dim``: one chunk
         per label along each, except that a last group dimension of at most
-        24 labels (hour, month, season) is whole in each chunk. Its
+        24 labels (hour, month, season) is whole in each chunk. Groups merge
+        years: 'dayofyear' gives 366 values, each over that day of every
+        year; ``resample(time='1D')`` gives one value per day instead. Its
         attributes say what it is: ``climatology_statistic``,
         ``climatology_grouping`` (e.g. 'month,hour'), ``climatology_dim`` and,
         for data read from a store, ``climatology_source`` (see
@@ -1053,9 +1057,18 @@ class Dataset:
     def groupby(self, group: str | Sequence[str]) -> GroupBy:
         """Group along time by components, as ``ds.groupby('time.month')``.
 
+        Groups gather time steps across years: ``'time.dayofyear'`` is a
+        climatology whose January 1 holds every January 1 of the data, not a
+        series of days. For a statistic per day, month or year, use
+        ``resample`` (``ds.resample(time='1D').max()``).
+
         Args:
           group: ``'<dim>.<component>'`` (component: hour, month, dayofyear,
             season) or a list of them along the same dim.
+
+        Raises:
+          ValueError: for other components (such as ``'time.date'`` or
+            ``'time.year'``, pointing to ``resample``).
 
         Example:
           >>> import numpy as np, pandas as pd, xarray
@@ -1067,6 +1080,98 @@ class Dataset:
           array([24., 25.])
         """
         return GroupBy(self, group)
+
+    def resample(
+        self,
+        indexer: Mapping[Any, Any] | None = None,
+        *,
+        closed: str | None = None,
+        label: str | None = None,
+        origin: Any = "start_day",
+        offset: Any = None,
+        **indexer_kwargs: Any,
+    ) -> DatasetResample:
+        """Periods of time, as ``xarray.Dataset.resample(time='1D')``: call a
+        reduction on the result for a statistic per period (see ``Resample``).
+
+        Args:
+          indexer: ``{dim: freq}`` for one datetime dimension, e.g.
+            ``{'time': '1D'}``; or give it as a keyword, ``time='1D'``. The
+            frequency is a pandas one: '1D', '1MS' (months), '6h', 'YS', ...
+          closed, label, origin, offset: as in xarray (by default periods
+            are closed and labelled on the left, except for end-anchored
+            frequencies such as 'ME', and start at midnight of the first day).
+
+        The result has one element per period along the dimension, labelled
+        as xarray labels it, with whole periods in each chunk (about as many
+        as an input chunk spans; ``periods_per_chunk=`` in the reduction
+        sets it). Chunks that cut a period are merged. Periods without data
+        are NaN for every statistic, count included, as in xarray.
+
+        Raises:
+          ValueError: for no or several dimensions, an unknown frequency or
+            option, or times that are not datetime64, not increasing or NaT.
+
+        Example:
+          >>> import numpy as np, pandas as pd, xarray
+          >>> source = xarray.Dataset(
+          ...     {'t': ('time', np.arange(36.0))},
+          ...     coords={'time': pd.date_range('2000-01-01', periods=36, freq='h')})
+          >>> ds = Dataset.from_xarray(source, {'time': 10})
+          >>> ds.resample(time='1D').max().collect_with_direct_runner().t.values
+          array([23., 35.])
+        """
+        return DatasetResample(
+            self,
+            _one_dimension("resample", indexer, indexer_kwargs),
+            dict(closed=closed, label=label, origin=origin, offset=offset),
+        )
+
+    def coarsen(
+        self,
+        dim: Mapping[Any, int] | None = None,
+        boundary: steps_lib.CoarsenBoundary = "exact",
+        side: Any = "left",
+        coord_func: Any = "mean",
+        **window_kwargs: int,
+    ) -> DatasetCoarsen:
+        """Windows of whole blocks, as ``xarray.Dataset.coarsen(lat=4)``: call
+        a reduction on the result (mean, min, max, sum, std, var, count).
+
+        Each chunk is coarsened by xarray itself, so results are xarray's.
+        For that, every window must lie in one chunk: a dimension split into
+        chunks that are not multiples of its window is first rechunked to
+        the nearest smaller multiple (``rechunk`` re-reads a source when it
+        can, so usually without a shuffle).
+
+        Args:
+          dim: ``{dim: window}``; or give windows as keywords, ``lat=4``.
+          boundary: 'exact' (the default) refuses a size the window does not
+            divide; 'trim' drops the last elements; 'pad' fills the last
+            window with NaN.
+          side: 'left' only (windows start at the first element).
+          coord_func: how coordinates along coarsened dimensions are reduced
+            (default 'mean'), as in xarray.
+
+        Raises:
+          ValueError: for unknown dimensions, bad windows or options, or a
+            size the window does not divide with boundary='exact'.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.arange(6.0))},
+          ...                         coords={'x': np.arange(6.0)})
+          >>> out = Dataset.from_xarray(source, {'x': 3}).coarsen(x=2).mean()
+          >>> out.chunks, out.collect_with_direct_runner().t.values.tolist()
+          ({'x': 1}, [0.5, 2.5, 4.5])
+        """
+        windows = {**(dim or {}), **window_kwargs}
+        return DatasetCoarsen(
+            self,
+            steps_lib.check_coarsen(self._template, windows, boundary, side),
+            boundary,
+            coord_func,
+        )
 
     def head(
         self, indexers: Any = None, *, label: str | None = None, **indexers_kwargs: int
@@ -1460,9 +1565,18 @@ class GroupBy:
             if not isinstance(item, str) or item.count(".") != 1:
                 raise ValueError(
                     f"groupby takes '<dim>.<component>' such as 'time.month', got "
-                    f"{item!r}"
+                    f"{item!r} (for a statistic per day or month, use resample, "
+                    f"e.g. ds.resample(time='1D').max())"
                 )
             dim, component = item.split(".")
+            if component not in STANDARD_GROUPS:
+                freq = _PER_PERIOD.get(component, "1D")
+                raise ValueError(
+                    f"cannot group by {item!r}: groupby gathers time steps across "
+                    f"years by {list(STANDARD_GROUPS)} (a climatology). For a "
+                    f"statistic per period, a time series, use resample, e.g. "
+                    f"ds.resample({dim}={freq!r}).max()"
+                )
             dims.add(dim)
             components.append(component)
         if len(dims) != 1:
@@ -1501,6 +1615,189 @@ class GroupBy:
     def std(self, **kwargs: Any) -> Dataset:
         """Standard deviation of each group."""
         return self._reduce("std", **kwargs)
+
+
+# Suggested resample frequencies for time components groupby refuses.
+_PER_PERIOD = {"date": "1D", "day": "1D", "year": "YS"}
+
+
+class DatasetResample:
+    """The result of ``Dataset.resample``: call a reduction on it.
+
+    Every reduction takes the options of ``Resample``: ``skipna``,
+    ``min_count``, ``ddof`` (var, std), ``dtype``, ``periods_per_chunk``,
+    ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``,
+    ``num_threads``; and ``label``, the name of the step (default
+    'Resample(<dim>=<freq>).<stat>').
+    """
+
+    def __init__(
+        self, dataset: Dataset, dim_freq: tuple[str, Any], options: dict[str, Any]
+    ):
+        self.dataset = dataset
+        self.dim, self.freq = dim_freq
+        template = dataset.template
+        if self.dim not in template.dims:
+            raise ValueError(
+                f"cannot resample {self.dim!r}: the data has dimensions "
+                f"{list(template.dims)}"
+            )
+        if self.dim not in template.coords:
+            raise ValueError(
+                f"cannot resample {self.dim!r}: it has no coordinate (resampling "
+                f"needs datetime64 times)"
+            )
+        self.options = options
+        # Checked now (frequency, options, times), so mistakes show here.
+        self.periods = periods_lib.resample_periods(
+            template[self.dim].values, self.freq, dim=self.dim, **options
+        )
+
+    def _reduce(self, stat: str, label: str | None = None, **kwargs: Any) -> Dataset:
+        dataset, dim = self.dataset, self.dim
+        chunks = dataset.chunks
+        if "periods_per_chunk" not in kwargs:
+            # About as many periods as an input chunk spans.
+            spanned = chunks[dim] * self.periods.size // dataset.sizes[dim]
+            kwargs["periods_per_chunk"] = max(1, spanned)
+        transform = Resample(
+            self.freq,
+            stat,
+            template=dataset.template,
+            dim=dim,
+            **self.options,
+            **kwargs,
+        )
+        template = transform.output_template()
+        new_chunks = {
+            d: kwargs["periods_per_chunk"] if d == dim else chunks[d]
+            for d in steps_lib.dims_of(template)
+        }
+        label = label or f"Resample({dim}={self.freq}).{stat}"
+        transform = dataset._keeping_only(template, transform, "Resample", label)
+        return dataset._then(label, transform, template=template, chunks=new_chunks)
+
+    def mean(self, **kwargs: Any) -> Dataset:
+        """Mean of each period."""
+        return self._reduce("mean", **kwargs)
+
+    def sum(self, **kwargs: Any) -> Dataset:
+        """Sum of each period (``min_count`` applies)."""
+        return self._reduce("sum", **kwargs)
+
+    def count(self, **kwargs: Any) -> Dataset:
+        """Valid (non-NaN) values in each period."""
+        return self._reduce("count", **kwargs)
+
+    def min(self, **kwargs: Any) -> Dataset:
+        """Minimum of each period."""
+        return self._reduce("min", **kwargs)
+
+    def max(self, **kwargs: Any) -> Dataset:
+        """Maximum of each period."""
+        return self._reduce("max", **kwargs)
+
+    def var(self, **kwargs: Any) -> Dataset:
+        """Variance of each period (``ddof``)."""
+        return self._reduce("var", **kwargs)
+
+    def std(self, **kwargs: Any) -> Dataset:
+        """Standard deviation of each period (``ddof``)."""
+        return self._reduce("std", **kwargs)
+
+
+class DatasetCoarsen:
+    """The result of ``Dataset.coarsen``: call a reduction on it.
+
+    Reductions take xarray's options for coarsen (e.g. ``skipna``), and
+    ``label``, the name of the step (default 'Coarsen(<dim>=<window>).<stat>').
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        windows: dict[str, int],
+        boundary: steps_lib.CoarsenBoundary,
+        coord_func: Any,
+    ):
+        self.dataset = dataset
+        self.windows = windows
+        self.boundary = boundary
+        self.coord_func = coord_func
+
+    def _reduce(self, stat: str, label: str | None = None, **kwargs: Any) -> Dataset:
+        dataset = self.dataset
+        sizes = steps_lib.sizes_of(dataset.template)
+        aligned = steps_lib.window_aligned_chunks(dataset.chunks, sizes, self.windows)
+        if aligned != dataset.chunks:
+            dataset = dataset.rechunk(aligned)
+        described = ",".join(f"{d}={w}" for d, w in self.windows.items())
+        try:
+            coarse = dataset.template.coarsen(
+                self.windows, boundary=self.boundary, coord_func=self.coord_func
+            )
+            template = getattr(coarse, stat)(**kwargs)
+        except (TypeError, ValueError) as error:
+            raise type(error)(
+                f"cannot coarsen({described}).{stat}(): {error}"
+            ) from error
+        template = steps_lib.lazy_template(template)
+        chunks = {}
+        for d, size in steps_lib.sizes_of(template).items():
+            chunk = dataset.chunks[d]
+            if d in self.windows and chunk < sizes[d]:
+                chunk //= self.windows[d]
+            chunks[d] = min(chunk, max(size, 1))
+        step = steps_lib.Coarsen(
+            self.windows, self.boundary, self.coord_func, stat, kwargs, template
+        )
+        label = label or f"Coarsen({described}).{stat}"
+        transform = dataset._keeping_only(
+            template, beam.FlatMap(step), "Coarsen", label
+        )
+        return dataset._then(label, transform, template=template, chunks=chunks)
+
+    def mean(self, **kwargs: Any) -> Dataset:
+        """Mean of each window."""
+        return self._reduce("mean", **kwargs)
+
+    def sum(self, **kwargs: Any) -> Dataset:
+        """Sum of each window."""
+        return self._reduce("sum", **kwargs)
+
+    def count(self, **kwargs: Any) -> Dataset:
+        """Valid (non-NaN) values in each window."""
+        return self._reduce("count", **kwargs)
+
+    def min(self, **kwargs: Any) -> Dataset:
+        """Minimum of each window."""
+        return self._reduce("min", **kwargs)
+
+    def max(self, **kwargs: Any) -> Dataset:
+        """Maximum of each window."""
+        return self._reduce("max", **kwargs)
+
+    def var(self, **kwargs: Any) -> Dataset:
+        """Variance of each window."""
+        return self._reduce("var", **kwargs)
+
+    def std(self, **kwargs: Any) -> Dataset:
+        """Standard deviation of each window."""
+        return self._reduce("std", **kwargs)
+
+
+def _one_dimension(
+    method: str, indexer: Mapping[Any, Any] | None, kwargs: Mapping[str, Any]
+) -> tuple[str, Any]:
+    """The one ``(dim, value)`` of ``method(indexer, **kwargs)``."""
+    given = {**(indexer or {}), **kwargs}
+    if len(given) != 1:
+        raise ValueError(
+            f"{method} takes one dimension at a time, as xarray's does, e.g. "
+            f"{method}(time='1D'); got {given or 'none'}"
+        )
+    ((dim, value),) = given.items()
+    return str(dim), value
 
 
 def _store_name(store: Any) -> str:

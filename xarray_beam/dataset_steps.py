@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import Any, NoReturn, cast
+from typing import Any, Literal, NoReturn, cast
 
 import xarray
 
@@ -398,3 +398,134 @@ def lazy_template(dataset: xarray.Dataset) -> xarray.Dataset:
     return templates.make_template(dataset).assign_coords(
         {name: coord.variable.load() for name, coord in dataset.coords.items()}
     )
+
+
+CoarsenBoundary = Literal["exact", "trim", "pad"]
+COARSEN_BOUNDARIES = ("exact", "trim", "pad")
+
+
+def check_coarsen(
+    template: xarray.Dataset,
+    windows: Mapping[Any, Any],
+    boundary: CoarsenBoundary,
+    side: Any,
+) -> dict[str, int]:
+    """The windows of a coarsen, checked against the data.
+
+    Raises:
+      ValueError: for no windows, unknown dimensions, windows that are not
+        positive ints, an unknown boundary, ``side`` other than 'left', or
+        ``boundary='exact'`` with a size the window does not divide.
+
+    Example:
+      >>> ds = xarray.Dataset({'t': (('lat', 'lon'), [[1.0, 2.0]])})
+      >>> check_coarsen(ds, {'lon': 2}, 'exact', 'left')
+      {'lon': 2}
+    """
+    if not windows:
+        raise ValueError("coarsen needs a window for at least one dimension")
+    if boundary not in COARSEN_BOUNDARIES:
+        raise ValueError(
+            f"boundary must be one of {COARSEN_BOUNDARIES}, got {boundary!r}"
+        )
+    sides = set(side.values()) if isinstance(side, Mapping) else {side}
+    if sides != {"left"}:
+        raise ValueError(
+            f"coarsen supports side='left' only (windows start at the first "
+            f"element, as in xarray's default), got side={side!r}"
+        )
+    sizes = sizes_of(template)
+    checked = {}
+    for dim, window in windows.items():
+        if dim not in sizes:
+            raise ValueError(
+                f"cannot coarsen {dim!r}: the data has dimensions {list(sizes)}"
+            )
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(
+                f"the window along {dim!r} must be a positive int, got {window!r}"
+            )
+        if boundary == "exact" and sizes[dim] % window:
+            raise ValueError(
+                f"cannot coarsen {dim!r} of size {sizes[dim]} by windows of "
+                f"{window} with boundary='exact' (the default): {window} does not "
+                f"divide {sizes[dim]}; pass boundary='trim' to drop the last "
+                f"{sizes[dim] % window} element(s) or boundary='pad' to fill the "
+                f"last window with NaN"
+            )
+        checked[str(dim)] = window
+    return checked
+
+
+def window_aligned_chunks(
+    chunks: Mapping[str, int], sizes: Mapping[str, int], windows: Mapping[str, int]
+) -> dict[str, int]:
+    """Chunks whose boundaries fall between windows: each chunk along a
+    coarsened dimension split into several is rounded down to a multiple of
+    its window (at least one window).
+
+    Example:
+      >>> window_aligned_chunks({'lat': 10, 'lon': 360}, {'lat': 181, 'lon': 360},
+      ...                       {'lat': 4, 'lon': 4})
+      {'lat': 8, 'lon': 360}
+    """
+    aligned = dict(chunks)
+    for dim, window in windows.items():
+        chunk = chunks[dim]
+        if chunk < sizes[dim] and chunk % window:
+            aligned[dim] = max(window, chunk // window * window)
+    return aligned
+
+
+class Coarsen:
+    """Coarsens one chunk with xarray, as the whole dataset would be.
+
+    The chunks along coarsened dimensions are whole windows (see
+    ``window_aligned_chunks``), so each window lies in one chunk and only a
+    last, shorter chunk meets the boundary: it is trimmed (and dropped if
+    shorter than a window) or padded as xarray would. Chunks lacking every
+    coarsened dimension pass through, as xarray keeps such variables.
+    Results take the template's dtypes (a padded integer window makes the
+    whole result float, in xarray too).
+    """
+
+    def __init__(
+        self,
+        windows: Mapping[str, int],
+        boundary: CoarsenBoundary,
+        coord_func: Any,
+        stat: str,
+        options: Mapping[str, Any],
+        template: xarray.Dataset,
+    ):
+        self.windows = dict(windows)
+        self.boundary = boundary
+        self.coord_func = coord_func
+        self.stat = stat
+        self.options = dict(options)
+        self.dtypes = {name: var.dtype for name, var in template.data_vars.items()}
+
+    def __call__(self, element: Chunk) -> Iterator[Chunk]:
+        key, chunk = element
+        windows = {d: w for d, w in self.windows.items() if d in chunk.dims}
+        if self.boundary == "trim" and any(
+            chunk.sizes[d] < w for d, w in windows.items()
+        ):
+            return  # the rest that trimming drops
+        result = chunk
+        if windows:
+            coarse = chunk.coarsen(
+                windows, boundary=self.boundary, coord_func=self.coord_func
+            )
+            result = getattr(coarse, self.stat)(**self.options)
+        result = result.assign(
+            {
+                name: var.astype(self.dtypes[name], copy=False)
+                for name, var in result.data_vars.items()
+                if name in self.dtypes
+            }
+        )
+        offsets = {
+            d: o // windows[d] if d in windows else o for d, o in key.offsets.items()
+        }
+        yield key.replace(offsets=offsets), result

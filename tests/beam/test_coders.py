@@ -1,14 +1,20 @@
-"""The deterministic Beam coder of keys (``beam.coders``)."""
+"""Beam coders: the deterministic coder of keys, and the coders of chunks and
+partial results that size them without pickling (``beam.coders``)."""
 
 import pickle
+import threading
 
 import apache_beam as beam
 import cloudpickle
+import numpy as np
 import pytest
+import xarray
 
+import xarray_beam as xbeam
 from xarray_beam.beam import runners
-from xarray_beam.beam.coders import KeyCoder
+from xarray_beam.beam.coders import DatasetCoder, KeyCoder, PartialCoder
 from xarray_beam.model.key import Key
+from xarray_beam.model.reductions import Reducer
 
 
 @pytest.mark.parametrize(
@@ -67,4 +73,54 @@ def test_group_by_key_groups_equal_keys_built_differently():
     )
     assert sorted(result, key=repr) == sorted(
         [(Key({"x": 0, "y": 0}), [1, 2]), (Key({"x": 1, "y": 0}), [3])], key=repr
+    )
+
+
+def _chunk(hours: int = 48) -> xarray.Dataset:
+    rng = np.random.default_rng(0)
+    return xarray.Dataset(
+        {"t": (("time", "x"), rng.random((hours, 50), dtype=np.float32))},
+        coords={"time": np.arange(hours).astype("datetime64[h]"), "x": np.arange(50)},
+    )
+
+
+def test_dataset_coder_round_trips_and_sizes_by_nbytes():
+    chunk = _chunk()
+    coder = DatasetCoder()
+    assert coder.decode(coder.encode(chunk)).identical(chunk)
+    encoded = len(coder.encode(chunk))
+    assert chunk.nbytes <= coder.estimate_size(chunk) <= 2 * encoded
+
+
+def test_size_estimates_do_not_pickle():
+    # Beam's default coder sizes an element by pickling it; ours must not
+    # (a chunk that cannot be pickled shows it).
+    chunk = _chunk().assign_attrs(lock=threading.Lock())
+    with pytest.raises(TypeError):
+        DatasetCoder().encode(chunk)
+    assert DatasetCoder().estimate_size(chunk) >= chunk.nbytes
+    partial = Reducer("mean").reduce(_chunk(), ["time"])
+    assert PartialCoder().estimate_size(partial) >= partial.nbytes > 0
+    assert PartialCoder().decode(PartialCoder().encode(partial)).nbytes == (
+        partial.nbytes
+    )
+
+
+def test_chunks_and_partials_travel_with_their_coders(tmp_path):
+    source = _chunk(96)
+    source.to_zarr(tmp_path / "in.zarr", zarr_format=3)
+    ds, _ = xbeam.open_zarr(str(tmp_path / "in.zarr"))
+    pipeline = beam.Pipeline(xbeam.InProcessRunner())
+    chunks = pipeline | xbeam.DatasetToChunks(ds, {"time": 24})
+    climatology = chunks | xbeam.Climatology("hour", template=ds)
+    assert isinstance(
+        beam.coders.registry.get_coder(chunks.element_type).value_coder(),
+        DatasetCoder,
+    )
+    partials = climatology.producer.inputs[0]
+    while not partials.producer.full_label.endswith("ReduceGroups"):
+        partials = partials.producer.inputs[0]
+    assert isinstance(
+        beam.coders.registry.get_coder(partials.element_type).value_coder(),
+        PartialCoder,
     )

@@ -604,3 +604,32 @@ def test_building_rechunk_zarr_opens_the_source_once(pancakes, tmp_path, monkeyp
     of_source = [how for how, store in opened if store == str(pancakes)]
     assert sorted(of_source) == ["xarray", "zarr"]
     assert transform.plan.plans  # planned from that one opening
+
+
+@pytest.mark.parametrize(
+    ("stores", "remote"),
+    [
+        (("/tmp/a.zarr", "/tmp/b.zarr"), False),
+        (("gs://bucket/a.zarr", "/tmp/b.zarr"), True),
+        (("/tmp/a.zarr", "s3://bucket/b.zarr"), True),
+        (("memory://a.zarr",), False),
+    ],
+)
+def test_rechunks_through_object_storage_are_planned_with_its_costs(stores, remote):
+    from xarray_beam.model import planning
+
+    expected = planning.CostModel.object_store() if remote else planning.CostModel()
+    assert rechunk_zarr.cost_model_for(*stores) == expected
+
+
+def test_a_local_rechunk_is_planned_with_local_disk_costs(tmp_path):
+    from xarray_beam.model import planning
+
+    source = synthetic.era5_like(hours=48, resolution=30.0).chunk({"time": 24})
+    source.to_zarr(tmp_path / "in.zarr")
+    transform = xb.RechunkZarr(
+        str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), {"time": -1}
+    )
+    assert transform.plan == rechunk_zarr.plan_store_rechunk(
+        str(tmp_path / "in.zarr"), {"time": -1}, cost_model=planning.CostModel()
+    )

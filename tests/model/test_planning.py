@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import xarray_beam as xbeam
 from xarray_beam.beam import runners
+from xarray_beam.model import planning
 from xarray_beam.model.key import Key, offsets_to_slices
 from xarray_beam.model.planning import (
     CostModel,
@@ -894,3 +895,35 @@ def test_rechunk_split_variables_with_mixed_dims(mixed_dataset):
     outputs = _run(chunks, rechunk)
     assert {name for key, _ in outputs for name in key.vars} == set(dataset.data_vars)
     _check_output(dataset, outputs, rechunk.target_chunks)
+
+
+def _requests(plan) -> int:
+    return sum(stage.pieces + stage.objects for stage in plan.stages)
+
+
+def test_object_store_costs_make_plans_with_fewer_requests():
+    """Behind a network every request waits; the object-store cost model
+    trades a temporary pass (many objects) for a re-read with fewer
+    requests, where the local-disk model prefers the pass."""
+    dims = {"time": 120, "latitude": 721, "longitude": 1440}
+    args = (dims, {"time": 24}, {"time": -1, "latitude": 12, "longitude": 24}, 4)
+    local = planning.plan_rechunk(*args, max_mem=2**30, method="storage")
+    remote = planning.plan_rechunk(
+        *args,
+        max_mem=2**30,
+        method="storage",
+        cost_model=planning.CostModel.object_store(latency=0.03),
+    )
+    assert _requests(remote) < _requests(local)
+    assert len(remote.stages) < len(local.stages)
+    assert remote.stages[-1].write_units == local.stages[-1].write_units
+
+
+def test_object_store_cost_model_charges_latency_per_request():
+    base = planning.CostModel()
+    remote = planning.CostModel.object_store(latency=0.04, in_flight=8)
+    assert remote.per_read == pytest.approx(base.per_read + 0.005)
+    assert remote.per_object == pytest.approx(base.per_object + 0.005)
+    assert planning.CostModel.object_store(latency=0).per_read == base.per_read
+    with pytest.raises(ValueError, match="in_flight"):
+        planning.CostModel.object_store(in_flight=0)

@@ -7,6 +7,10 @@ leave it. Output chunks hold one group each, keyed by the group's position
 along each group dimension, ready for ``ChunksToZarr`` with the template from
 ``climatology_template``.
 
+Groups gather time steps across years: a 'dayofyear' climatology has 366
+values, each over that calendar day of every year. Statistics per day,
+month or year (a time series) are ``Resample``'s (``resample.py``).
+
 Leap days: 'dayofyear' numbers days on a leap-year calendar (1 to 366), so a
 calendar date always has the same number: March 1 is day 61 in every year,
 and day 60 (February 29) only collects leap days. This keeps dates aligned
@@ -26,12 +30,10 @@ import numpy as np
 import pandas as pd
 import xarray
 
-from xarray_beam.beam import combiners, threadmap
+from xarray_beam.beam import coders, combiners, threadmap
 from xarray_beam.model import reductions, templates, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Reducer
-
-_KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
 
 
 def _hour(times: pd.DatetimeIndex) -> np.ndarray:
@@ -235,7 +237,10 @@ def make_grouping(
         if name not in STANDARD_GROUPS:
             raise ValueError(
                 f"cannot group by {name!r}: it is not a time component; choose "
-                f"from {list(STANDARD_GROUPS)}, a tuple of them, or a function"
+                f"from {list(STANDARD_GROUPS)}, a tuple of them, or a function. "
+                f"Groups gather time steps across years (a climatology); for a "
+                f"statistic per day, month or year, use Resample('1D', ...), "
+                f"Resample('1MS', ...) or Resample('YS', ...)"
             )
     if len(set(names)) != len(names):
         raise ValueError(f"group names repeat: {names}")
@@ -353,6 +358,10 @@ class _GroupChunk:
 
 class Climatology(beam.PTransform):
     """A statistic per group of time steps (hour, month, ...) of chunks.
+
+    Groups gather time steps across years: by 'dayofyear', each of the 366
+    results is over that calendar day of every year. For one value per day
+    (or month, or year) of the data, use ``Resample('1D', ...)``.
 
     Args:
       by: 'hour', 'month', 'dayofyear', 'season', a tuple such as
@@ -502,7 +511,7 @@ class Climatology(beam.PTransform):
                     _GroupChunk(self.reducer, self.grouping, self.dim, self.weights),
                     self.num_threads,
                 )
-            ).with_output_types(_KEYED)
+            ).with_output_types(coders.KEYED_PARTIAL)
             | "Combine"
             >> combiners.choose_merge(
                 pcoll.pipeline,
@@ -780,4 +789,4 @@ class Anomaly(beam.PTransform):
         subtract = _Subtract(self.grouping, self.dim)
         return pcoll | "Subtract" >> beam.Map(
             subtract, self.climatology
-        ).with_output_types(_KEYED)
+        ).with_output_types(coders.KEYED_DATASET)

@@ -1,19 +1,37 @@
-"""A deterministic Beam coder for ``Key``, registered when this module loads.
+"""Beam coders for the values this package moves, registered when it loads.
+
+``KeyCoder``: a deterministic coder for ``Key``.
 
 Beam groups elements by their encoded bytes, so equal keys must encode
 equally: offsets (and chunk indices) are written in sorted order. Indices
 follow the vars, and only when the key has some, so keys with offsets encode
 as they always have.
+
+``DatasetCoder`` and ``PartialCoder``: chunks and partial results travel
+pickled, as Beam's default coder would send them, but their sizes come from
+``nbytes``. Beam samples element sizes for its metrics (the first ten
+elements of every step's output, then about ten per doubling), and its
+default coder measures a size by pickling the element: on a climatology of
+2 GB that pickled a gigabyte of chunks only to count bytes, a quarter of
+the run.
 """
 
 from __future__ import annotations
 
+import pickle
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
+import xarray
 
 from xarray_beam.model.key import Key
+from xarray_beam.model.reductions import Partial
+
+# Overhead of a pickled chunk beyond its arrays' bytes (names, attributes,
+# coordinates' metadata); only Beam's size metrics use it.
+_PICKLE_OVERHEAD = 1024
 
 
 class KeyCoder(beam.coders.Coder):
@@ -109,4 +127,59 @@ def _decode_str(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos : pos + size].decode("utf-8"), pos + size
 
 
+class _PickledBySize(beam.coders.Coder):
+    """Pickles values; estimates their size from ``nbytes`` without pickling."""
+
+    def encode(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> Any:
+        return pickle.loads(encoded)
+
+    def estimate_size(self, value: Any) -> int:
+        return int(getattr(value, "nbytes", 0)) + _PICKLE_OVERHEAD
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+class DatasetCoder(_PickledBySize):
+    """Beam coder for ``xarray.Dataset`` chunks: pickled; sized by ``nbytes``.
+
+    Example:
+      >>> import numpy as np
+      >>> chunk = xarray.Dataset({'t': ('x', np.zeros(1000))})
+      >>> coder = DatasetCoder()
+      >>> coder.decode(coder.encode(chunk)).identical(chunk)
+      True
+      >>> coder.estimate_size(chunk) >= chunk.nbytes
+      True
+    """
+
+    def to_type_hint(self):
+        return xarray.Dataset
+
+
+class PartialCoder(_PickledBySize):
+    """Beam coder for ``Partial`` results of reductions: pickled; sized by
+    ``nbytes``."""
+
+    def to_type_hint(self):
+        return Partial
+
+
+KEYED_DATASET = beam.typehints.Tuple[Key, xarray.Dataset]
+"""Element type of ``(Key, xarray.Dataset)`` PCollections."""
+
+KEYED_PARTIAL = beam.typehints.Tuple[Key, Partial]
+"""Element type of ``(Key, Partial)`` PCollections."""
+
 beam.coders.registry.register_coder(Key, KeyCoder)
+beam.coders.registry.register_coder(xarray.Dataset, DatasetCoder)
+beam.coders.registry.register_coder(Partial, PartialCoder)

@@ -28,13 +28,13 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from xarray_beam.beam import metrics, runners
+from xarray_beam.beam import coders, metrics, runners
 from xarray_beam.io import stores, temp_stores
 from xarray_beam.model import reductions, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Partial, Reducer
 
-_KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
+_KEYED = coders.KEYED_PARTIAL
 
 # On runners whose workers all run on this machine (the DirectRunner), a
 # shuffle holds everything it moves in memory. When the partial results of a
@@ -737,7 +737,7 @@ class CombineThroughStorage(beam.PTransform):
             | "GroupFiles" >> beam.GroupByKey()
             | "Merge"
             >> beam.MapTuple(_MergeFiles(self.reducer, temp)).with_output_types(
-                beam.typehints.Tuple[key_type, beam.typehints.Any]
+                beam.typehints.Tuple[key_type, xarray.Dataset]
             )
         )
         _ = (

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 import apache_beam as beam
 import xarray
 
-from xarray_beam.beam import metrics, runners, threadmap
+from xarray_beam.beam import coders, metrics, runners, threadmap
 from xarray_beam.io import fast_load, locations, region_io, threads
 from xarray_beam.model import chunks as chunks_lib
 from xarray_beam.model.key import DatasetOrDatasets, Key, validate_chunk
@@ -236,7 +236,7 @@ class DatasetToChunks(beam.PTransform):
         )
         return keys | "LoadChunks" >> beam.ParDo(
             threadmap.ThreadMap(self._loader, self.num_threads)
-        )
+        ).with_output_types(coders.KEYED_DATASET)
 
 
 Grids = Mapping[str | None, chunks_lib.ChunkGrid]

@@ -14,12 +14,15 @@ from typing import Any, cast
 import apache_beam as beam
 import xarray
 
+from xarray_beam.beam import coders
 from xarray_beam.model import assembly, planning
 from xarray_beam.model import chunks as chunks_lib
 from xarray_beam.model.key import Key, describe_dataset, require_offsets
 
 Chunk = tuple[Key, xarray.Dataset]
-_KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
+_KEYED = coders.KEYED_DATASET
+# A chunk keyed by the place it goes to, before a GroupByKey.
+_REKEYED = beam.typehints.Tuple[Key, coders.KEYED_DATASET]
 # Options for xarray.combine_nested that reassemble split chunks exactly;
 # combine_kwargs given by users override them.
 _COMBINE_DEFAULTS = {
@@ -501,7 +504,7 @@ class ConsolidateChunks(beam.PTransform):
         return (
             pcoll
             | "KeyByTargetChunk"
-            >> beam.Map(_TargetKey(self.target_chunks)).with_output_types(_KEYED)
+            >> beam.Map(_TargetKey(self.target_chunks)).with_output_types(_REKEYED)
             | "GroupByTargetChunk" >> beam.GroupByKey()
             | "Consolidate"
             >> beam.MapTuple(_consolidate_group).with_output_types(_KEYED)
@@ -539,7 +542,7 @@ class ConsolidateVariables(beam.PTransform):
     def expand(self, pcoll):
         return (
             pcoll
-            | "KeyByOffsets" >> beam.Map(_key_without_vars).with_output_types(_KEYED)
+            | "KeyByOffsets" >> beam.Map(_key_without_vars).with_output_types(_REKEYED)
             | "GroupByOffsets" >> beam.GroupByKey()
             | "Consolidate" >> beam.MapTuple(_merge_group).with_output_types(_KEYED)
         )

@@ -274,8 +274,25 @@ def plan_store_rechunk(
         min_mem,
         method=method,
         target_shards=target_shards,
-        cost_model=cost_model,
+        cost_model=cost_model or cost_model_for(stores.normalize_store(source)),
     )
+
+
+def cost_model_for(*stores_used: str | zarr.abc.store.Store) -> planning.CostModel:
+    """The cost model for a rechunk between these stores: local-disk costs
+    when all of them are on a local disk, else ``CostModel.object_store()``
+    (each request waits for the network).
+
+    Example:
+      >>> cost_model_for('gs://bucket/era5.zarr', '/tmp/out.zarr').per_read > (
+      ...     cost_model_for('/tmp/era5.zarr', '/tmp/out.zarr').per_read)
+      True
+    """
+    for store in stores_used:
+        where = locations.location(store)
+        if where is not None and where.protocol not in ("file", "memory"):
+            return planning.CostModel.object_store()
+    return planning.CostModel()
 
 
 def _plan_for_shapes(
@@ -406,7 +423,7 @@ class RechunkZarr(beam.PTransform):
             max_mem,
             min_mem,
             target_shards=target_shards,
-            cost_model=cost_model,
+            cost_model=cost_model or cost_model_for(self.source, self.target),
         )
         layout_lib.check_names(dataset)
         names = [str(n) for n, v in dataset.data_vars.items() if v.ndim]

@@ -15,7 +15,7 @@ import dataclasses
 import tempfile
 import uuid
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Literal, cast
 
 import dask.array
@@ -320,33 +320,34 @@ def check_coordinates_storable(
         name: {k: v for k, v in enc.items() if k != "chunks"}
         for name, enc in all_encoding.items()
     }
-    for name, coord in dataset.coords.items():
-        if name in target.variables:
-            continue  # lazy: written (and encoded) chunk by chunk
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # Any: older xarray stubs (2025.10) type the store as a
-                # MutableMapping, which zarr 3's stores are not.
-                memory: Any = zarr.storage.MemoryStore()
-                xarray.Dataset(coords={name: coord.variable}).to_zarr(
-                    memory,
-                    zarr_format=target.zarr_format,
-                    encoding={name: all_encoding[name]},
-                    consolidated=False,
+    # Lazy coordinates are written (and encoded) chunk by chunk.
+    names = [name for name in dataset.coords if name not in target.variables]
+    try:
+        # All at once (one store, one read): the usual case, every one fine.
+        read_back = _round_trip(dataset, names, all_encoding, target.zarr_format)
+    except (OSError, MemoryError):
+        raise
+    except Exception:
+        read_back = {}
+        for name in names:  # one at a time, to name the one at fault
+            try:
+                read_back.update(
+                    _round_trip(dataset, [name], all_encoding, target.zarr_format)
                 )
-                stored = xarray.open_zarr(memory, chunks=None, consolidated=False)
-                read_back = np.asarray(stored[name].values)
-        except (OSError, MemoryError):
-            raise
-        except Exception as error:
-            raise ValueError(
-                f"the template's coordinate {name!r} ({coord.dtype}, encoding "
-                f"{shown[name]}) cannot be stored in Zarr: {error}"
-            ) from error
-        if name in indexes and not layout_lib.labels_equal(read_back, indexes[name]):
+            except (OSError, MemoryError):
+                raise
+            except Exception as error:
+                raise ValueError(
+                    f"the template's coordinate {name!r} "
+                    f"({dataset[name].dtype}, encoding {shown[name]}) cannot be "
+                    f"stored in Zarr: {error}"
+                ) from error
+    for name in names:
+        if name in indexes and not layout_lib.labels_equal(
+            read_back[name], indexes[name]
+        ):
             difference = _difference(
-                read_back, indexes[name], "when read back", "in the template"
+                read_back[name], indexes[name], "when read back", "in the template"
             )
             raise ValueError(
                 f"the template's index coordinate {name!r} would not read back "
@@ -355,6 +356,31 @@ def check_coordinates_storable(
                 f"be written; fix the coordinate's encoding (e.g. its dtype or "
                 f"time units) or its values"
             )
+
+
+def _round_trip(
+    dataset: xarray.Dataset,
+    names: Sequence[Hashable],
+    encoding: Mapping[Hashable, Mapping[str, Any]],
+    zarr_format: int,
+) -> dict[Hashable, np.ndarray]:
+    """The coordinates ``names`` written to a store in memory with their
+    encoding, and read back with xarray."""
+    if not names:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Any: older xarray stubs (2025.10) type the store as a
+        # MutableMapping, which zarr 3's stores are not.
+        memory: Any = zarr.storage.MemoryStore()
+        xarray.Dataset(coords={name: dataset[name].variable for name in names}).to_zarr(
+            memory,
+            zarr_format=zarr_format,
+            encoding={name: encoding[name] for name in names},
+            consolidated=False,
+        )
+        stored = xarray.open_zarr(memory, chunks=None, consolidated=False)
+        return {name: np.asarray(stored[name].values) for name in names}
 
 
 def setup(template: xarray.Dataset, options: WriteOptions) -> layout_lib.ZarrTarget:

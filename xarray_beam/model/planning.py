@@ -42,6 +42,8 @@ Method = Literal["shuffle", "storage"]
 MiB = 2**20
 _MAX_CONCURRENCY = 8
 _ZARR_CONCURRENCY = 10  # zarr-python's default async.concurrency
+# Seconds a request to a cloud object store typically waits (first byte).
+OBJECT_STORE_LATENCY = 0.03
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +85,33 @@ class CostModel:
     per_read: float = 0.5e-3
     per_object: float = 0.5e-3
     per_piece: float = 0.3e-3
+
+    @classmethod
+    def object_store(
+        cls, latency: float = OBJECT_STORE_LATENCY, in_flight: int = 8
+    ) -> CostModel:
+        """Costs for stores behind a network (gs://, s3://): every read and
+        every object written also waits ``latency`` seconds, ``in_flight``
+        requests at a time, and temporary bytes move at network rather than
+        disk speed; so plans that re-read source chunks, touch more objects
+        or add passes cost more than on a local disk.
+
+        Example:
+          >>> remote = CostModel.object_store(latency=0.02, in_flight=8)
+          >>> round(remote.per_read - CostModel().per_read, 4)
+          0.0025
+        """
+        if latency < 0 or in_flight < 1:
+            raise ValueError(
+                f"latency must be >= 0 and in_flight >= 1, got {latency}, {in_flight}"
+            )
+        per_request = latency / in_flight
+        return cls(
+            read_temp=1 / 400e6,  # uncompressed bytes come over the network
+            write_temp=1 / 300e6,
+            per_read=cls.per_read + per_request,
+            per_object=cls.per_object + per_request,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
