@@ -235,3 +235,21 @@ def test_jobs_name_a_bad_size_before_opening_the_source(tmp_path):
         jobs.rechunk_job(missing, output, {"x": 1}, "1GB", out=lambda _: None)
     with pytest.raises(FileNotFoundError):
         jobs.climatology_job(missing, output, max_mem="1GB", out=lambda _: None)
+
+
+def test_resample_takes_max_mem_as_text():
+    source = xarray.Dataset(
+        {"t": ("time", np.arange(48.0))},
+        coords={"time": pd.date_range("2000-01-01", periods=48, freq="h")},
+    )
+    assert xbeam.Resample("1D", template=source, max_mem="64MB").max_mem == 64 * 10**6
+    assert xbeam.Resample("1D", template=source).max_mem == 2**28
+    with pytest.raises(ValueError, match="max_mem: not a size: 'heaps'"):
+        xbeam.Resample("1D", template=source, max_mem="heaps")
+    ds = xbeam.Dataset.from_xarray(source, {"time": 12})
+    with pytest.raises(ValueError, match="max_mem: not a size: 'oodles'"):
+        ds.resample(time="1D").max(max_mem="oodles")
+    daily = ds.resample(time="1D").max(max_mem="1KiB", temp_store=False)
+    xarray.testing.assert_identical(
+        daily.collect_with_direct_runner(), source.resample(time="1D").max()
+    )

@@ -1101,6 +1101,7 @@ class Dataset:
           closed, label, origin, offset: as in xarray (by default periods
             are closed and labelled on the left, except for end-anchored
             frequencies such as 'ME', and start at midnight of the first day).
+          **indexer_kwargs: the indexer as a keyword, e.g. ``time='1D'``.
 
         The result has one element per period along the dimension, labelled
         as xarray labels it, with whole periods in each chunk (about as many
@@ -1152,6 +1153,7 @@ class Dataset:
           side: 'left' only (windows start at the first element).
           coord_func: how coordinates along coarsened dimensions are reduced
             (default 'mean'), as in xarray.
+          **window_kwargs: windows as keywords, e.g. ``lat=4``.
 
         Raises:
           ValueError: for unknown dimensions, bad windows or options, or a
@@ -1624,9 +1626,10 @@ _PER_PERIOD = {"date": "1D", "day": "1D", "year": "YS"}
 class DatasetResample:
     """The result of ``Dataset.resample``: call a reduction on it.
 
-    Every reduction takes the options of ``Resample``: ``skipna``,
-    ``min_count``, ``ddof`` (var, std), ``dtype``, ``periods_per_chunk``,
-    ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``,
+    Every reduction takes the options of :class:`~xarray_beam.Resample`
+    (documented there): ``skipna``, ``min_count``, ``ddof`` (var, std),
+    ``dtype``, ``periods_per_chunk``, ``fanout``, ``temp_store``,
+    ``max_mem`` (bytes or a size such as '256MB'), ``storage_options``,
     ``num_threads``; and ``label``, the name of the step (default
     'Resample(<dim>=<freq>).<stat>').
     """
