@@ -9,12 +9,29 @@ import time
 
 import apache_beam as beam
 import fsspec
+import numpy as np
+import pandas as pd
 import xarray
 
 from xarray_beam import synthetic
+from xarray_beam.io import job_records
 from xarray_beam.programs import launch
 
 OUTPUT_DIR = "era5_output"
+# The synthetic input: whole calendar months, hourly, from SYNTHETIC_START.
+SYNTHETIC_START = "2020-01-01"
+SYNTHETIC_MONTHS = 2
+
+
+def hours_in_months(start: str, months: int) -> int:
+    """Hours from ``start`` to the same day ``months`` calendar months later
+    (January and February 2020, a leap year: 60 days, 1440 hours)."""
+    begin = pd.Timestamp(start)
+    end = begin + pd.DateOffset(months=months)
+    return int((end - begin) / pd.Timedelta(hours=1))
+
+
+DEFAULT_HOURS = hours_in_months(SYNTHETIC_START, SYNTHETIC_MONTHS)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +46,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where default outputs go (default {OUTPUT_DIR}/)",
     )
     parser.add_argument(
-        "--hours", type=int, default=24 * 62, help="synthetic input: time steps"
+        "--hours",
+        type=int,
+        default=DEFAULT_HOURS,
+        help=f"synthetic input: hourly time steps from {SYNTHETIC_START} (default "
+        f"{DEFAULT_HOURS}: {SYNTHETIC_MONTHS} whole calendar months)",
     )
     parser.add_argument(
         "--resolution",
@@ -56,7 +77,8 @@ def parse(
 ) -> tuple[argparse.Namespace, list]:
     """Our flags, and the rest for Beam (everything after '--' too).
 
-    Fills in ``args.input`` (a synthetic store, written now, by default),
+    Fills in ``args.input`` (by default a synthetic store, written now
+    unless an earlier run wrote the same one: see ``input_store``),
     ``args.output`` (``default_output`` in --output-dir by default) and
     ``args.mode`` (see ``output_mode``).
     """
@@ -69,19 +91,89 @@ def parse(
 
 
 def input_store(args: argparse.Namespace) -> str:
-    """The input store: --input, or a synthetic ERA5-like one written now."""
+    """The input store: --input, or a synthetic ERA5-like one.
+
+    The synthetic store is written into --output-dir, unless the one there
+    already is what would be written (see ``why_not_reused``): then it is
+    reused, which saves most of a small example's run time.
+    """
     if args.input:
         return args.input
     path = os.path.join(args.output_dir, "era5_like.zarr")
+    wanted = synthetic.era5_like(
+        hours=args.hours, resolution=args.resolution, start=SYNTHETIC_START
+    )
+    reason = why_not_reused(path, wanted)
+    if reason is None:
+        print(
+            f"reusing {path}, the synthetic ERA5-like input an earlier run "
+            f"wrote ({args.hours} hours, {args.resolution} degree grid); pass "
+            f"--input to use real data"
+        )
+        return path
     start = time.perf_counter()
     synthetic.write_era5_like(
-        path, hours=args.hours, resolution=args.resolution, mode="w"
+        path,
+        hours=args.hours,
+        resolution=args.resolution,
+        start=SYNTHETIC_START,
+        mode="w",
     )
     print(
-        f"wrote a synthetic ERA5-like input to {path} "
-        f"({time.perf_counter() - start:.1f} s); pass --input to use real data"
+        f"wrote a synthetic ERA5-like input to {path} ({reason}; "
+        f"{time.perf_counter() - start:.1f} s); pass --input to use real data"
     )
     return path
+
+
+def why_not_reused(path: str, wanted: xarray.Dataset) -> str | None:
+    """Why the store at ``path`` is not the synthetic store ``wanted`` (None
+    if it is, completely written).
+
+    ``synthetic.write_era5_like`` records the store's job after its last
+    chunk, so a store without that record is incomplete. The rest must match
+    what would be written: sizes, variables, coordinates, attributes, Zarr
+    chunks, and the values of the first and last time steps (regenerated,
+    which also tells a different seed or generator).
+    """
+    fs, root = fsspec.core.url_to_fs(path)
+    if not fs.exists(root):
+        return "none there yet"
+    record = job_records.read(path)
+    if record is None or not record.setup_done:
+        return "replacing an incomplete one"
+    try:
+        stored = xarray.open_zarr(path)
+    except (OSError, ValueError, KeyError) as error:
+        return f"replacing an unreadable one ({error})"
+    if dict(stored.sizes) != dict(wanted.sizes):
+        return f"replacing one of sizes {dict(stored.sizes)}, not {dict(wanted.sizes)}"
+    if sorted(stored.data_vars) != sorted(wanted.data_vars):
+        return f"replacing one with variables {sorted(stored.data_vars)}"
+    for name, coord in wanted.coords.items():
+        if name not in stored.coords or not stored[name].equals(coord):
+            return f"replacing one with other {name!r} values"
+    if stored.attrs != wanted.attrs:
+        return "replacing one with other attributes"
+    seed = 0  # write_era5_like's default, as used above
+    for name, var in wanted.data_vars.items():
+        mine = stored[name]
+        if mine.dtype != var.dtype or mine.attrs != var.attrs:
+            return f"replacing one whose {name!r} has another dtype or attributes"
+        if tuple(mine.encoding.get("chunks", ())) != var.data.chunksize:
+            return f"replacing one whose {name!r} is in other chunks"
+        for step in {0, var.sizes["time"] - 1}:
+            expected = synthetic.values(
+                str(name),
+                wanted.time.values[step : step + 1],
+                wanted.latitude.values,
+                wanted.longitude.values,
+                seed,
+            )
+            found = mine.isel(time=slice(step, step + 1)).values
+            if not np.array_equal(found, expected, equal_nan=True):
+                return f"replacing one with other {name!r} values"
+    return None
 
 
 def output_mode(args: argparse.Namespace, output_given: bool) -> str | None:

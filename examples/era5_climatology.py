@@ -8,8 +8,9 @@
         --project my-project --region us-central1 \
         --temp_location gs://bucket/tmp --setup_file ./setup.py
 
-With no --input, a small synthetic ERA5-like store (two months, 2.5 degree
-grid) is written first, so the example runs with no download. When
+With no --input, a small synthetic ERA5-like store (January and February
+2020, hourly, 2.5 degree grid) is written first, so the example runs with no
+download; later runs reuse it while it matches their flags. When
 matplotlib is installed, it also saves a PNG map of the January 12 UTC mean
 2 m temperature. Unknown flags (and everything after '--') go to Beam.
 """

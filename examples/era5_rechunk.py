@@ -8,7 +8,8 @@
         -- --runner DataflowRunner --project my-project --region us-central1 \
         --temp_location gs://bucket/tmp --setup_file ./setup.py
 
-With no --input, a small synthetic ERA5-like store is written first. The plan
+With no --input, a small synthetic ERA5-like store is written first (or
+reused, when an earlier run wrote the same one). The plan
 (passes, chunk shapes, bytes moved, projected memory) is printed before
 anything runs. Unknown flags (and everything after '--') go to Beam.
 """

@@ -1,11 +1,14 @@
 """The ERA5 examples, run on tiny synthetic inputs, against xarray as the oracle."""
 
+import argparse
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray
 import zarr
@@ -214,3 +217,100 @@ def test_climatology_example_runs_as_a_script(tmp_path):
         xarray.open_zarr(out_dir / "climatology.zarr").compute(),
         climatology_oracle(source),
     )
+
+
+def example_common() -> dict:
+    """The globals of ``examples/_common.py``, the examples' plumbing."""
+    return runpy.run_path(os.path.join(EXAMPLES, "_common.py"))
+
+
+def test_default_synthetic_input_is_whole_calendar_months():
+    common = example_common()
+    parser = argparse.ArgumentParser()
+    common["add_common_arguments"](parser)
+    hours = parser.parse_args([]).hours
+    # January and February 2020 (a leap year), and no hour of March.
+    expected = pd.date_range("2020-01-01", "2020-03-01", freq="h", inclusive="left")
+    assert hours == len(expected) == 60 * 24
+    times = synthetic.era5_like(
+        hours=hours, resolution=30.0, start=common["SYNTHETIC_START"]
+    ).indexes["time"]
+    assert times.equals(expected)
+    assert sorted(set(times.month)) == [1, 2]
+
+
+def test_climatology_example_reuses_its_synthetic_input_and_writes_the_same(
+    capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    out_dir = str(tmp_path / "out")
+    main = example_main("era5_climatology")
+    first = main(["--output-dir", out_dir, *TINY])
+    path = os.path.join(out_dir, "era5_like.zarr")
+    assert f"wrote a synthetic ERA5-like input to {path}" in capsys.readouterr().out
+    written_input = read_tree(path)
+    written_output = xarray.open_zarr(first["output"]).compute()
+
+    second = main(["--output-dir", out_dir, *TINY])
+    stdout = capsys.readouterr().out
+    assert f"reusing {path}" in stdout
+    assert "wrote a synthetic" not in stdout
+    assert read_tree(path) == written_input  # not one byte rewritten
+    assert second["output"] == first["output"]
+    xarray.testing.assert_identical(
+        xarray.open_zarr(second["output"]).compute(), written_output
+    )
+    assert_matches_oracle(
+        written_output, climatology_oracle(xarray.open_zarr(path).compute())
+    )
+
+
+@pytest.mark.parametrize(
+    "existing, reason",
+    [
+        ({"hours": 24}, "replacing one of sizes"),
+        ({"resolution": 30.0}, "replacing one of sizes"),
+        ({"start": "2021-01-01"}, "replacing one with other 'time' values"),
+        ({"seed": 1}, "replacing one with other '2m_temperature' values"),
+        ({"chunks": {"time": 12}}, "'2m_temperature' is in other chunks"),
+        ({"variables": ["2m_temperature"]}, "replacing one with variables"),
+    ],
+)
+def test_a_synthetic_input_made_otherwise_is_not_reused(tmp_path, existing, reason):
+    why_not_reused = example_common()["why_not_reused"]
+    path = str(tmp_path / "era5_like.zarr")
+    wanted = synthetic.era5_like(hours=48, resolution=10.0)
+    options = {"hours": 48, "resolution": 10.0, **existing}
+    synthetic.write_era5_like(path, **options)
+    assert reason in why_not_reused(path, wanted)
+
+
+def test_an_incomplete_or_absent_synthetic_input_is_not_reused(tmp_path):
+    why_not_reused = example_common()["why_not_reused"]
+    path = str(tmp_path / "era5_like.zarr")
+    wanted = synthetic.era5_like(hours=48, resolution=10.0)
+    assert why_not_reused(path, wanted) == "none there yet"
+    synthetic.write_era5_like(path, hours=48, resolution=10.0)
+    assert why_not_reused(path, wanted) is None
+    # The record of the finished job comes last: without it, the writing
+    # was interrupted.
+    shutil.rmtree(os.path.join(path, "xarray_beam"))
+    assert why_not_reused(path, wanted) == "replacing an incomplete one"
+
+
+def test_an_input_given_with_the_hours_of_another_run_is_written_again(
+    capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    common = example_common()
+    args = argparse.Namespace(
+        input=None, output_dir=str(tmp_path), hours=24, resolution=10.0
+    )
+    path = common["input_store"](args)
+    args.hours = 48
+    assert common["input_store"](args) == path
+    stdout = capsys.readouterr().out
+    assert "replacing one of sizes" in stdout
+    assert xarray.open_zarr(path).sizes["time"] == 48
+    assert common["input_store"](args) == path
+    assert f"reusing {path}" in capsys.readouterr().out

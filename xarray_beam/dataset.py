@@ -247,8 +247,9 @@ class Dataset:
 
         Args:
           source: the data to read.
-          chunks: chunk sizes (see ``normalize_chunks``); default: the Dask
-            chunks of ``source`` (whole dimensions if it has none).
+          chunks: chunk sizes (see :func:`~xarray_beam.normalize_chunks`);
+            default: the Dask chunks of ``source`` (whole dimensions if it
+            has none).
           split_vars: one variable per chunk.
           num_threads: chunks a worker loads at once.
           previous_chunks: what dimensions not in ``chunks`` get, and the
@@ -298,13 +299,13 @@ class Dataset:
 
         Args:
           store: local path, URL (``gs://``, ``s3://``) or zarr Store.
-          chunks: chunk sizes (see ``normalize_chunks``; dimensions not given
-            keep the store's chunks, byte sizes keep their shape); default:
-            the store's chunks (shards if any).
+          chunks: chunk sizes (see :func:`~xarray_beam.normalize_chunks`;
+            dimensions not given keep the store's chunks, byte sizes keep
+            their shape); default: the store's chunks (shards if any).
           split_vars: one variable per chunk.
           storage_options: fsspec options for URLs, carried to the workers.
           num_threads: chunks a worker loads at once.
-          pipeline: bind the dataset to this pipeline (see ``from_xarray``).
+          pipeline: bind the dataset to this pipeline (see :meth:`from_xarray`).
           label: the name of the reading step (default 'FromZarr(<name>)').
 
         Example:
@@ -687,8 +688,8 @@ class Dataset:
         self,
         chunks: ChunksSpec,
         split_vars: bool | None = None,
-        min_mem: int | None = None,
-        max_mem: int = 2**30,
+        min_mem: int | str | None = None,
+        max_mem: int | str = "1GiB",
         *,
         temp_store: stores.StoreLike | None = None,
         label: str | None = None,
@@ -708,12 +709,17 @@ class Dataset:
         * otherwise, ``Rechunk``'s multi-stage plan through Beam shuffles.
 
         Args:
-          chunks: new chunks (see ``normalize_chunks``); dimensions not given
-            keep their chunks, byte sizes keep the shape of the current ones.
+          chunks: new chunks (see :func:`~xarray_beam.normalize_chunks`);
+            dimensions not given keep their chunks, byte sizes keep the shape
+            of the current ones.
           split_vars: one variable per chunk in the result (default: as
             now). Variables are split before the rechunk (smaller chunks to
             shuffle) and consolidated after it.
-          min_mem, max_mem: memory bounds of the plan (see ``Rechunk``).
+          min_mem: smallest piece worth moving (bytes, or a size such as
+            '16MB'); see :class:`~xarray_beam.Rechunk`.
+          max_mem: memory a task may use (bytes, or a size such as '256MB'
+            or '1GiB'); see :class:`~xarray_beam.Rechunk` and
+            :class:`~xarray_beam.RechunkZarr`. Default 1 GiB.
           temp_store: intermediate store for the store-to-store path.
           label: the name of the rechunk step (default 'Rechunk').
 
@@ -726,6 +732,7 @@ class Dataset:
           >>> ds.rechunk({'time': 4}, split_vars=True).split_vars
           True
         """
+        max_mem, min_mem = planning.memory_bounds(max_mem, min_mem)
         target_split = self._split_vars if split_vars is None else bool(split_vars)
         new = chunks_lib.normalize_chunks(
             chunks, self._template, target_split, self._chunks
@@ -802,6 +809,9 @@ class Dataset:
 
         Variables lacking some dimensions keep a single copy of each chunk.
 
+        Args:
+          label: the name of the step (default 'SplitVariables').
+
         Example:
           >>> import numpy as np, xarray
           >>> source = xarray.Dataset({'a': ('x', np.zeros(4)), 'b': ((), 1.0)})
@@ -820,6 +830,9 @@ class Dataset:
 
     def consolidate_variables(self, *, label: str | None = None) -> Dataset:
         """Chunks holding every data variable again (``split_vars=False``).
+
+        Args:
+          label: the name of the step (default 'ConsolidateVariables').
 
         Example:
           >>> import numpy as np, xarray
@@ -862,7 +875,7 @@ class Dataset:
         weights: xarray.DataArray | None = None,
         fanout: int | None = None,
         temp_store: str | None = None,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
         label: str | None = None,
     ) -> Dataset:
@@ -904,10 +917,14 @@ class Dataset:
     def mean(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
         """Mean over ``dim`` (all dims if None), as ``xarray.Dataset.mean``.
 
-        Keyword arguments are those of ``Mean``: ``skipna``, ``dtype``,
-        ``min_count``, ``weights`` (a DataArray, e.g. ``cos(latitude)``),
-        ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``; and
-        ``label``, the name of the step (default 'Mean(<dims>)').
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: the options of :class:`~xarray_beam.Mean` (documented
+            there): ``skipna``, ``dtype``, ``min_count``, ``weights`` (a
+            DataArray, e.g. ``np.cos(np.deg2rad(ds.latitude))``), ``fanout``,
+            ``temp_store``, ``max_mem`` (bytes or a size such as '256MB'),
+            ``storage_options``; and ``label``, the name of the step (default
+            'Mean(<dims>)'). ``ddof`` too, for ``var`` and ``std``.
 
         Example:
           >>> import numpy as np, xarray
@@ -919,27 +936,59 @@ class Dataset:
         return self._reduce("mean", dim, **kwargs)
 
     def sum(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Sum over ``dim`` (see ``mean`` for the options)."""
+        """Sum over ``dim``, as ``xarray.Dataset.sum``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean`.
+        """
         return self._reduce("sum", dim, **kwargs)
 
     def count(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Number of valid (non-NaN) values over ``dim``."""
+        """Number of valid (non-NaN) values over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean` (but not ``weights``).
+        """
         return self._reduce("count", dim, **kwargs)
 
     def min(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Minimum over ``dim`` (see ``mean`` for the options)."""
+        """Minimum over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean` (but not ``weights``).
+        """
         return self._reduce("min", dim, **kwargs)
 
     def max(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Maximum over ``dim`` (see ``mean`` for the options)."""
+        """Maximum over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: options, as for :meth:`mean` (but not ``weights``).
+        """
         return self._reduce("max", dim, **kwargs)
 
     def var(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Variance over ``dim`` (``ddof``; see ``mean`` for the options)."""
+        """Variance over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: ``ddof`` (delta degrees of freedom, default 0) and the
+            options of :meth:`mean`.
+        """
         return self._reduce("var", dim, **kwargs)
 
     def std(self, dim: str | Sequence[str] | None = None, **kwargs: Any) -> Dataset:
-        """Standard deviation over ``dim`` (``ddof``; see ``mean``)."""
+        """Standard deviation over ``dim``.
+
+        Args:
+          dim: dimension(s) to reduce over; None: all of them.
+          **kwargs: ``ddof`` (delta degrees of freedom, default 0) and the
+            options of :meth:`mean`.
+        """
         return self._reduce("std", dim, **kwargs)
 
     def climatology(
@@ -953,15 +1002,20 @@ class Dataset:
             ``labels=``).
           stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
           **kwargs: ``dim`` (default 'time') and the options of
-            ``Climatology`` (``skipna``, ``min_count``, ``ddof``, ``dtype``,
-            ``weights``, ``labels``, ``fanout``, ``temp_store``, ``max_mem``,
-            ``storage_options``, ``num_threads``).
+            :class:`~xarray_beam.Climatology` (documented there): ``skipna``,
+            ``min_count``, ``ddof``, ``dtype``, ``weights``, ``labels``,
+            ``fanout``, ``temp_store``, ``max_mem`` (bytes or a size such as
+            '256MB'), ``storage_options``, ``num_threads``.
 
         The result has the group dimensions in place of ``dim``: one chunk
         per label along each, except that a last group dimension of at most
         24 labels (hour, month, season) is whole in each chunk. Groups merge
         years: 'dayofyear' gives 366 values, each over that day of every
-        year; ``resample(time='1D')`` gives one value per day instead.
+        year; ``resample(time='1D')`` gives one value per day instead. Its
+        attributes say what it is: ``climatology_statistic``,
+        ``climatology_grouping`` (e.g. 'month,hour'), ``climatology_dim`` and,
+        for data read from a store, ``climatology_source`` (see
+        :func:`~xarray_beam.climatology_template`).
 
         Example:
           >>> import numpy as np, pandas as pd, xarray
@@ -1047,6 +1101,7 @@ class Dataset:
           closed, label, origin, offset: as in xarray (by default periods
             are closed and labelled on the left, except for end-anchored
             frequencies such as 'ME', and start at midnight of the first day).
+          **indexer_kwargs: the indexer as a keyword, e.g. ``time='1D'``.
 
         The result has one element per period along the dimension, labelled
         as xarray labels it, with whole periods in each chunk (about as many
@@ -1098,6 +1153,7 @@ class Dataset:
           side: 'left' only (windows start at the first element).
           coord_func: how coordinates along coarsened dimensions are reduced
             (default 'mean'), as in xarray.
+          **window_kwargs: windows as keywords, e.g. ``lat=4``.
 
         Raises:
           ValueError: for unknown dimensions, bad windows or options, or a
@@ -1123,7 +1179,20 @@ class Dataset:
         self, indexers: Any = None, *, label: str | None = None, **indexers_kwargs: int
     ) -> Dataset:
         """The first elements along dimensions, as ``xarray.Dataset.head``
-        (only straight from a source; ``label`` names the new reading step)."""
+        (only straight from a source).
+
+        Args:
+          indexers: elements to keep per dimension (a mapping, or an int for
+            every dimension), as in xarray; or give them as keywords.
+          label: the name of the new reading step.
+          **indexers_kwargs: elements to keep per dimension, as keywords.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((8, 6)))})
+          >>> Dataset.from_xarray(source, {'time': 4}).head(time=3).sizes
+          {'time': 3, 'x': 6}
+        """
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
             "head", args, lambda ds: ds.head(indexers, **indexers_kwargs), label
@@ -1133,7 +1202,20 @@ class Dataset:
         self, indexers: Any = None, *, label: str | None = None, **indexers_kwargs: int
     ) -> Dataset:
         """The last elements along dimensions, as ``xarray.Dataset.tail``
-        (only straight from a source; ``label`` names the new reading step)."""
+        (only straight from a source).
+
+        Args:
+          indexers: elements to keep per dimension (a mapping, or an int for
+            every dimension), as in xarray; or give them as keywords.
+          label: the name of the new reading step.
+          **indexers_kwargs: elements to keep per dimension, as keywords.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': (('time', 'x'), np.zeros((8, 6)))})
+          >>> Dataset.from_xarray(source, {'time': 4}).tail(x=2).sizes
+          {'time': 8, 'x': 2}
+        """
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
             "tail", args, lambda ds: ds.tail(indexers, **indexers_kwargs), label
@@ -1142,6 +1224,11 @@ class Dataset:
     def isel(self, indexers: Any = None, **indexers_kwargs: Any) -> Dataset:
         """Select by position, as ``xarray.Dataset.isel`` (only straight from
         a source).
+
+        Args:
+          indexers: positions (ints, slices, arrays) per dimension, as in
+            xarray; or give them as keywords.
+          **indexers_kwargs: positions per dimension, as keywords.
 
         Example:
           >>> import numpy as np, xarray
@@ -1156,7 +1243,20 @@ class Dataset:
 
     def sel(self, indexers: Any = None, **indexers_kwargs: Any) -> Dataset:
         """Select by label, as ``xarray.Dataset.sel`` (only straight from a
-        source)."""
+        source).
+
+        Args:
+          indexers: labels (values, slices, arrays) per dimension, as in
+            xarray; or give them as keywords.
+          **indexers_kwargs: labels per dimension, as keywords.
+
+        Example:
+          >>> import numpy as np, xarray
+          >>> source = xarray.Dataset({'t': ('x', np.zeros(6))},
+          ...                         coords={'x': np.arange(6) * 10})
+          >>> Dataset.from_xarray(source).sel(x=slice(10, 30)).sizes
+          {'x': 3}
+        """
         args = _describe_args(indexers, indexers_kwargs)
         return self._edit_source(
             "sel", args, lambda ds: ds.sel(indexers, **indexers_kwargs)
@@ -1201,8 +1301,12 @@ class Dataset:
         return Dataset._from_source(edited, chunks, self._split_vars, self._binding)
 
     def transpose(self, *dims: Hashable, label: str | None = None) -> Dataset:
-        """Transpose every variable, as ``xarray.Dataset.transpose``
-        (``label`` names the step, default 'Transpose').
+        """Transpose every variable, as ``xarray.Dataset.transpose``.
+
+        Args:
+          *dims: the new order of dimensions (``...`` for the others, as in
+            xarray); none: reversed.
+          label: the name of the step (default 'Transpose').
 
         Example:
           >>> import numpy as np, xarray
@@ -1222,6 +1326,11 @@ class Dataset:
 
     def pipe(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``func(self, *args, **kwargs)``, for chains of custom steps.
+
+        Args:
+          func: a function taking this Dataset first.
+          *args: more positional arguments for ``func``.
+          **kwargs: keyword arguments for ``func``.
 
         Example:
           >>> import numpy as np, xarray
@@ -1280,11 +1389,12 @@ class Dataset:
           storage_options: fsspec options for URLs.
           num_threads: chunks a worker writes at once.
           resume: continue an interrupted write: chunks already in the store
-            are skipped (see ``ChunksToZarr`` and ``RechunkZarr``).
+            are skipped (see :class:`~xarray_beam.ChunksToZarr` and
+            :class:`~xarray_beam.RechunkZarr`).
           stage_locally: write a new store's metadata in a local temporary
-            directory and copy it into place (see ``ChunksToZarr``; default:
-            for paths and URLs). A store-to-store rechunk writes its metadata
-            in place.
+            directory and copy it into place (see
+            :class:`~xarray_beam.ChunksToZarr`; default: for paths and URLs).
+            A store-to-store rechunk writes its metadata in place.
           label: the name of the writing step (default 'ToZarr(<name>)').
 
         Raises:
@@ -1516,9 +1626,10 @@ _PER_PERIOD = {"date": "1D", "day": "1D", "year": "YS"}
 class DatasetResample:
     """The result of ``Dataset.resample``: call a reduction on it.
 
-    Every reduction takes the options of ``Resample``: ``skipna``,
-    ``min_count``, ``ddof`` (var, std), ``dtype``, ``periods_per_chunk``,
-    ``fanout``, ``temp_store``, ``max_mem``, ``storage_options``,
+    Every reduction takes the options of :class:`~xarray_beam.Resample`
+    (documented there): ``skipna``, ``min_count``, ``ddof`` (var, std),
+    ``dtype``, ``periods_per_chunk``, ``fanout``, ``temp_store``,
+    ``max_mem`` (bytes or a size such as '256MB'), ``storage_options``,
     ``num_threads``; and ``label``, the name of the step (default
     'Resample(<dim>=<freq>).<stat>').
     """

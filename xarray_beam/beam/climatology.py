@@ -31,7 +31,7 @@ import pandas as pd
 import xarray
 
 from xarray_beam.beam import coders, combiners, threadmap
-from xarray_beam.model import reductions, templates
+from xarray_beam.model import reductions, templates, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Reducer
 
@@ -369,9 +369,15 @@ class Climatology(beam.PTransform):
         (with ``labels``).
       stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
       dim: the time dimension.
-      skipna, min_count, ddof, dtype: as for ``Mean`` and ``Var``.
+      skipna: ignore NaNs (default) or propagate them.
+      min_count: results from fewer valid values are NaN.
+      ddof: delta degrees of freedom of 'var' and 'std' (the divisor is
+        N - ddof); 0 by default.
+      dtype: dtype of the results (default: as xarray gives it); values
+        always accumulate in float64.
       weights: a DataArray along ``dim`` (and possibly other dims) weighting
-        each time step (mean, sum, var, std).
+        each time step (mean, sum, var, std); values a float rounding below
+        zero count as 0, as for :class:`~xarray_beam.Mean`.
       labels: every label of a grouping function.
       fanout: intermediate combining steps for hot keys.
       template: the dataset the chunks come from (or its template), to check
@@ -379,21 +385,27 @@ class Climatology(beam.PTransform):
         has only the labels its times produce (e.g. the months present), so
         every output chunk is written; without it, every possible label.
       temp_store: merge partial results through files there instead of
-        Beam's combine, bounding memory on local runners (see ``Mean``). By
-        default chosen for you: with a ``template`` whose partial results
-        exceed 64 MiB, on a runner whose workers run on this machine, a
-        local temporary directory; ``False`` always uses Beam's combine.
-      max_mem, storage_options: as for ``Mean``, with ``temp_store``.
+        Beam's combine, bounding memory on local runners (see
+        :class:`~xarray_beam.CombineThroughStorage`). By default chosen for
+        you: with a ``template`` whose partial results exceed 64 MiB, on a
+        runner whose workers run on this machine, a local temporary
+        directory; ``False`` always uses Beam's combine.
+      max_mem: partial results a worker holds before writing them out to
+        ``temp_store``: bytes, or a size such as '256MB' or '1GiB'. Default
+        256 MiB.
+      storage_options: fsspec options for ``temp_store``.
       num_threads: chunks a worker reduces at once.
 
     Output: ``(key, dataset)`` pairs, one per group and region, with the group
     dimensions (length 1, labelled) in place of ``dim`` and the group's
-    positions as key offsets. ``climatology_template`` gives the matching
-    template for ``ChunksToZarr``. Variables without ``dim`` (static fields
-    such as surface geopotential or a land-sea mask) are broadcast along
-    every group of the output, as xarray's groupby does, whether they come
-    with the other variables or alone (``DatasetToChunks(...,
-    split_vars=True)``).
+    positions as key offsets. ``template()`` (or ``climatology_template``)
+    gives the matching template for ``ChunksToZarr``, whose attributes say
+    what the output is (statistic, grouping and source; see
+    :func:`~xarray_beam.climatology_template`). Variables without ``dim``
+    (static fields such as surface geopotential or a land-sea mask) are
+    broadcast along every group of the output, as xarray's groupby does,
+    whether they come with the other variables or alone
+    (``DatasetToChunks(..., split_vars=True)``).
 
     Raises:
       ValueError: when the transform is built, for an unknown statistic or
@@ -419,11 +431,12 @@ class Climatology(beam.PTransform):
         fanout: int | None = None,
         template: xarray.Dataset | None = None,
         temp_store: str | Literal[False] | None = None,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
         num_threads: int | None = None,
     ):
         super().__init__()
+        max_mem = units.byte_size(max_mem, "max_mem")
         self.grouping = make_grouping(by, labels)
         self.num_threads = num_threads
         self.dim = dim
@@ -453,8 +466,18 @@ class Climatology(beam.PTransform):
         )
 
     def template(self, source: xarray.Dataset) -> xarray.Dataset:
-        """The template of this climatology of ``source`` (see
-        ``climatology_template``)."""
+        """The template of this climatology of ``source``, for
+        ``ChunksToZarr``: group dimensions in place of ``dim``, and attributes
+        saying what it is (see :func:`~xarray_beam.climatology_template`).
+
+        Example:
+          >>> ds = xarray.Dataset(
+          ...     {'t': ('time', np.arange(48.0))},
+          ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
+          >>> template = Climatology('hour', 'max', template=ds).template(ds)
+          >>> dict(template.sizes), template.attrs['climatology_statistic']
+          ({'hour': 24}, 'max')
+        """
         return climatology_template(
             source,
             self.grouping,
@@ -466,7 +489,8 @@ class Climatology(beam.PTransform):
     def zarr_chunks(self, read_chunks: Mapping[str, int]) -> dict[str, int]:
         """Zarr chunks for the output, which hold one output element each:
         one label along each keyed group dimension (the dense one whole) and
-        the read chunks along the other dimensions.
+        ``read_chunks`` (the chunks the input is read in) along the other
+        dimensions.
 
         Example:
           >>> Climatology(('month', 'hour')).zarr_chunks({'time': 240, 'x': 10})
@@ -515,13 +539,30 @@ def climatology_template(
     Every data variable gets the group dimensions first, in place of ``dim``
     (variables without ``dim`` are broadcast along them, as ``Climatology``
     and xarray's groupby do); non-numeric variables along ``dim`` are dropped.
+    Variables keep their attributes (units, ...), with the statistic added to
+    their CF ``cell_methods``. The dataset keeps the source's attributes and
+    records what it is (see ``provenance``): ``climatology_statistic``
+    (e.g. 'mean'), ``climatology_grouping`` (e.g. 'month,hour'),
+    ``climatology_dim`` and, when the source was read from a store (its
+    ``encoding['source']``, as ``open_zarr`` sets it), ``climatology_source``.
+
+    Args:
+      source: the dataset (or its template) the climatology is made of.
+      by: the grouping: 'hour', 'month', 'dayofyear', 'season', a tuple of
+        them, a function of a ``pandas.DatetimeIndex`` (with ``labels``) or a
+        ``Grouping``.
+      dim: the time dimension.
+      stat: 'mean', 'sum', 'count', 'min', 'max', 'var' or 'std'.
+      dtype: dtype of the results (default: as the statistic gives).
+      labels: every label of a grouping function.
 
     Example:
       >>> ds = xarray.Dataset(
       ...     {'t2m': (('time', 'x'), np.zeros((48, 3), np.float32))},
       ...     coords={'time': pd.date_range('2000-01-01', periods=48, freq='h')})
-      >>> dict(climatology_template(ds, ('month', 'hour')).t2m.sizes)
-      {'month': 12, 'hour': 24, 'x': 3}
+      >>> template = climatology_template(ds, ('month', 'hour'))
+      >>> dict(template.t2m.sizes), template.attrs['climatology_grouping']
+      ({'month': 12, 'hour': 24, 'x': 3}, 'month,hour')
     """
     grouping = by if isinstance(by, Grouping) else make_grouping(by, labels)
     check_input(source, dim)
@@ -558,7 +599,33 @@ def climatology_template(
         if dim not in coord.dims
     }
     coords.update(grouping.coords())
-    return xarray.Dataset(data_vars, coords=coords, attrs=source.attrs)
+    attrs = {**source.attrs, **provenance(source, grouping, dim, stat)}
+    return xarray.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def provenance(
+    source: xarray.Dataset, grouping: Grouping, dim: str, stat: str
+) -> dict[str, str]:
+    """The attributes saying what a climatology of ``source`` is: statistic,
+    grouping, time dimension, and the source's path or URL when known.
+
+    Example:
+      >>> ds = xarray.Dataset(coords={'time': pd.date_range('2000', periods=2)})
+      >>> ds.encoding['source'] = 'era5.zarr'
+      >>> provenance(ds, make_grouping(('month', 'hour')), 'time', 'max')
+      ... # doctest: +NORMALIZE_WHITESPACE
+      {'climatology_statistic': 'max', 'climatology_grouping': 'month,hour',
+       'climatology_dim': 'time', 'climatology_source': 'era5.zarr'}
+    """
+    attrs = {
+        "climatology_statistic": stat,
+        "climatology_grouping": ",".join(grouping.names),
+        "climatology_dim": dim,
+    }
+    origin = source.encoding.get("source")
+    if isinstance(origin, str) and origin:
+        attrs["climatology_source"] = origin
+    return attrs
 
 
 class _Subtract:

@@ -30,7 +30,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from xarray_beam.beam import coders, metrics, runners
 from xarray_beam.io import stores, temp_stores
-from xarray_beam.model import reductions
+from xarray_beam.model import reductions, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Partial, Reducer
 
@@ -216,8 +216,64 @@ def _without_copies(
     return chunk.drop_vars(copies) if copies else chunk
 
 
+# The arguments of every reduction (Mean & co., and their Globally and
+# PerKey), added to their docstrings by Reduction.__init_subclass__.
+_REDUCTION_ARGS = f"""
+    Args:
+      dim: dimension(s) to reduce over. None (the default) reduces the
+        chunks that share a key across each other, position by position,
+        and keeps the keys: e.g. the chunks of several ensemble members cut
+        alike. Such chunks must have the same sizes and index coordinates
+        (``ValueError`` otherwise); non-index coordinates that differ are
+        dropped.
+      skipna: ignore NaNs (default) or propagate them.
+      dtype: dtype of the result (default: as xarray gives it, e.g. the
+        data's float dtype for a mean, float64 for integers); values always
+        accumulate in float64.
+      fanout: intermediate combining steps for hot keys (Beam's
+        ``with_hot_key_fanout``).
+      min_count: results from fewer valid values are NaN.
+      ddof: delta degrees of freedom of ``Var`` and ``Std`` (the divisor is
+        N - ddof); 0 by default, and not with weights.
+      weights: a DataArray over some dimensions of the data (e.g.
+        ``np.cos(np.deg2rad(ds.latitude))``), sliced to each chunk by its
+        key's offsets; for the mean, sum, variance and standard deviation.
+        NaN and negative weights are refused, except that values a float
+        rounding below zero (the cosine of float32 latitude at the poles is
+        -4.4e-8) count as 0: at most {reductions.WEIGHT_ROUNDING:g} below.
+      temp_store: if given, partial results are merged through files there
+        instead of Beam's combine, so memory stays bounded by ``max_mem`` on
+        local runners too (see :class:`~xarray_beam.CombineThroughStorage`).
+        By default (None) this is chosen for you: on a runner whose workers
+        run on this machine, with a ``template`` whose partial results
+        exceed {AUTO_SPILL_BYTES // 2**20} MiB, they go through a local
+        temporary directory, at most {AUTO_SPILL_MEM // 2**20} MiB of them
+        held per worker. ``False`` always uses Beam's combine.
+      max_mem: partial results a worker holds before writing them out to
+        ``temp_store``: bytes, or a size such as '256MB' or '1GiB'. Default
+        256 MiB.
+      storage_options: fsspec options for ``temp_store``.
+      template: the dataset the chunks come from (or its template), to check
+        the dimensions and weights while the pipeline is built.
+"""
+
+
+def _with_args(doc: str | None, args: str) -> str:
+    """A class docstring with an Args section inserted before its example."""
+    doc = (doc or "").rstrip()
+    marker = "\n\n    Example:"
+    if marker in doc:
+        head, tail = doc.split(marker, 1)
+        return f"{head}\n{args.rstrip()}{marker}{tail}\n    "
+    return f"{doc}\n{args.rstrip()}\n    "
+
+
 class Reduction(beam.PTransform):
-    """Reduce ``(Key, Dataset)`` chunks over ``dim``; the base of Mean & co."""
+    """Reduce ``(Key, Dataset)`` chunks over ``dim``; the base of Mean & co.
+
+    Example:
+      ``chunks | xarray_beam.Mean('time')``
+    """
 
     stat: reductions.Stat = "mean"
 
@@ -232,11 +288,12 @@ class Reduction(beam.PTransform):
         ddof: int = 0,
         weights: xarray.DataArray | None = None,
         temp_store: str | Literal[False] | None = None,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
         template: xarray.Dataset | None = None,
     ):
         super().__init__()
+        max_mem = units.byte_size(max_mem, "max_mem")
         self.dim = reductions.normalize_dims(dim)
         check_weights_need_dim(weights, self.dim)
         self.weights = reductions.check_weights(weights, self.dim)
@@ -288,16 +345,24 @@ class Reduction(beam.PTransform):
             return
         cls.Globally = type("Globally", (_Globally,), {"stat": cls.stat}, variant=True)
         cls.PerKey = type("PerKey", (_PerKey,), {"stat": cls.stat}, variant=True)
-        cls.Globally.__doc__ = (
-            f"{cls.__name__} of a PCollection of datasets, into one dataset: "
-            f"across the datasets, position by position (dim=None, the "
-            f"default), or over ``dim`` inside them and then across."
+        cls.__doc__ = _with_args(cls.__doc__, _REDUCTION_ARGS)
+        name = cls.__name__
+        cls.Globally.__doc__ = _with_args(
+            f"{name} of a PCollection of datasets, into one dataset: across the "
+            f"datasets, position by position (dim=None, the default), or over "
+            f"``dim`` inside them and then across.\n\n"
+            f"    Example:\n"
+            f"      ``members | xarray_beam.{name}.Globally()``",
+            _REDUCTION_ARGS,
         )
-        cls.PerKey.__doc__ = (
-            f"{cls.__name__} of the datasets of each key of a PCollection of "
+        cls.PerKey.__doc__ = _with_args(
+            f"{name} of the datasets of each key of a PCollection of "
             f"``(key, dataset)`` pairs (any hashable keys): across the "
             f"datasets, position by position (dim=None, the default), or "
-            f"over ``dim`` inside them and then across."
+            f"over ``dim`` inside them and then across.\n\n"
+            f"    Example:\n"
+            f"      ``pairs | xarray_beam.{name}.PerKey()``",
+            _REDUCTION_ARGS,
         )
 
 
@@ -468,33 +533,6 @@ class _PerKey(Reduction, variant=True):
 class Mean(Reduction):
     """Mean of ``(Key, Dataset)`` chunks over ``dim``; reduced dims leave the key.
 
-    Args:
-      dim: dimension(s) to average over. None (the default) averages the
-        chunks that share a key across each other, position by position,
-        and keeps the keys: e.g. the chunks of several ensemble members cut
-        alike. Such chunks must have the same sizes and index coordinates
-        (``ValueError`` otherwise); non-index coordinates that differ are
-        dropped.
-      skipna: ignore NaNs (default) or propagate them.
-      dtype: dtype of the result (default: the data's float dtype, float64
-        for integers); values always accumulate in float64.
-      fanout: intermediate combining steps for hot keys (Beam's
-        ``with_hot_key_fanout``).
-      min_count: results from fewer valid values are NaN.
-      weights: a DataArray over some dimensions of the data (e.g.
-        ``cos(latitude)``), sliced to each chunk by its key's offsets.
-      temp_store: if given, partial results are merged through files there
-        instead of Beam's combine, so memory stays bounded by ``max_mem`` on
-        local runners too (see ``CombineThroughStorage``). By default (None)
-        this is chosen for you: with a ``template`` whose partial results
-        exceed 64 MiB, on a runner whose workers run on this machine, they
-        go through a local temporary directory (at most 64 MiB held per
-        worker). ``False`` always uses Beam's combine.
-      max_mem: partial results a worker holds before writing them out.
-      storage_options: fsspec options for ``temp_store``.
-      template: the dataset the chunks come from (or its template), to check
-        the dimensions and weights while the pipeline is built.
-
     ``Mean.Globally(dim=None)`` reduces a PCollection of datasets to one
     dataset; ``Mean.PerKey(dim=None)`` reduces the datasets of each key (any
     hashable): without ``dim`` across the datasets, position by position
@@ -511,38 +549,65 @@ class Mean(Reduction):
 
 
 class Sum(Reduction):
-    """Sum over ``dim`` (see ``Mean``); all-NaN sums are 0 unless min_count."""
+    """Sum over ``dim`` (see :class:`~xarray_beam.Mean`); all-NaN sums are 0
+    unless ``min_count``.
+
+    Example:
+      ``chunks | xarray_beam.Sum('time', min_count=1)``
+    """
 
     stat = "sum"
 
 
 class Count(Reduction):
-    """Number of valid (non-NaN) values over ``dim`` (see ``Mean``)."""
+    """Number of valid (non-NaN) values over ``dim`` (see
+    :class:`~xarray_beam.Mean`).
+
+    Example:
+      ``chunks | xarray_beam.Count('time')``
+    """
 
     stat = "count"
 
 
 class Min(Reduction):
-    """Minimum over ``dim`` (see ``Mean``)."""
+    """Minimum over ``dim`` (see :class:`~xarray_beam.Mean`).
+
+    Example:
+      ``chunks | xarray_beam.Min('time')``
+    """
 
     stat = "min"
 
 
 class Max(Reduction):
-    """Maximum over ``dim`` (see ``Mean``)."""
+    """Maximum over ``dim`` (see :class:`~xarray_beam.Mean`).
+
+    Example:
+      ``chunks | xarray_beam.Max('time')``
+    """
 
     stat = "max"
 
 
 class Var(Reduction):
-    """Variance over ``dim``, with ``ddof`` (see ``Mean``); partial results
-    merge with a numerically stable parallel formula."""
+    """Variance over ``dim``, with ``ddof`` (see :class:`~xarray_beam.Mean`);
+    partial results merge with a numerically stable parallel formula.
+
+    Example:
+      ``chunks | xarray_beam.Var('time', ddof=1)``
+    """
 
     stat = "var"
 
 
 class Std(Reduction):
-    """Standard deviation over ``dim``, with ``ddof`` (see ``Var``)."""
+    """Standard deviation over ``dim``, with ``ddof`` (see
+    :class:`~xarray_beam.Var`).
+
+    Example:
+      ``chunks | xarray_beam.Std('time', ddof=1)``
+    """
 
     stat = "std"
 
@@ -618,25 +683,37 @@ class CombineThroughStorage(beam.PTransform):
     runners, whose shuffles hold everything they move. ``temp_store`` must be
     a new location (or an empty directory); the files are deleted after the
     pipeline has read them (see ``xarray_beam.io.temp_stores``).
+
+    Args:
+      reducer: the statistic and its options (``model.reductions.Reducer``).
+      temp_store: where the files go: a new path or URL.
+      max_mem: partial results a worker holds before writing them out: bytes,
+        or a size such as '256MB' or '1GiB'. Default 256 MiB.
+      storage_options: fsspec options for ``temp_store``.
+
+    Raises:
+      TypeError: if ``temp_store`` is not a path or URL.
+      ValueError: naming ``max_mem``, if it is not a positive size.
+
+    Example:
+      ``partials | CombineThroughStorage(Reducer('mean'), '/tmp/spill', '64MB')``
     """
 
     def __init__(
         self,
         reducer: Reducer,
         temp_store: str,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
     ):
         super().__init__()
+        self.max_mem = units.byte_size(max_mem, "max_mem")
         self.key_type: Any = Key
         self.reducer = reducer
         store = stores.normalize_store(temp_store)
         if not isinstance(store, str):
             raise TypeError("temp_store must be a path or URL")
         self.temp_store: str = store
-        if max_mem <= 0:
-            raise ValueError(f"max_mem must be positive, got {max_mem}")
-        self.max_mem = max_mem
         self.storage_options = storage_options
 
     def for_any_keys(self) -> CombineThroughStorage:

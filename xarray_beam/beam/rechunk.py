@@ -43,6 +43,14 @@ def split_chunks(
     this chunk, so chunks split independently fit together. Dimensions of
     ``target_chunks`` that the chunk lacks are ignored; -1 means "do not split".
 
+    Args:
+      key: the chunk's key (its offsets place it in the whole dataset).
+      dataset: the chunk's data.
+      target_chunks: chunk size per dimension (-1: do not split).
+
+    Yields:
+      ``(key, piece)`` pairs, keys offset to each piece.
+
     Example:
       >>> ds = xarray.Dataset({'foo': ('x', list(range(5)))})
       >>> [(k, ds.sizes['x']) for k, ds in split_chunks(Key({'x': 3}), ds, {'x': 4})]
@@ -74,6 +82,13 @@ def split_variables(key: Key, dataset: xarray.Dataset) -> Iterator[Chunk]:
 
     Each new key has ``vars={name}`` and keeps only the offsets (or chunk
     indices) of that variable's dimensions.
+
+    Args:
+      key: the chunk's key.
+      dataset: the chunk's data, with any number of data variables.
+
+    Yields:
+      One ``(key, dataset)`` pair per data variable.
 
     Example:
       >>> ds = xarray.Dataset({'a': ('x', [1, 2]), 'b': ((), 3)})
@@ -384,6 +399,13 @@ def in_memory_rechunk(
     Chunks are consolidated with ``consolidate_chunks`` (one block per group
     of ``vars``), and each block is split with ``split_chunks``.
 
+    Args:
+      inputs: ``(key, dataset)`` chunks that together form complete grids.
+      target_chunks: chunk size per dimension of the result (-1: whole).
+
+    Yields:
+      ``(key, dataset)`` chunks of ``target_chunks``.
+
     Raises:
       ValueError: naming the keys at fault, if keys repeat or the chunks do
         not form complete grids (see ``consolidate_chunks``).
@@ -543,18 +565,22 @@ class Rechunk(beam.PTransform):
         exactly the dimensions of ``source_chunks`` (as in xarray-beam).
       itemsize: bytes per element of one chunk, summed over its variables
         (e.g. 4 * number of float32 variables, or 4 after split_variables).
-      min_mem: smallest piece worth shuffling (more stages keep pieces larger).
+      min_mem: smallest piece worth shuffling (more stages keep pieces
+        larger): bytes, or a size such as '16MB' (see ``max_mem``).
       max_mem: memory a task may use, counting the pieces and the assembled
-        chunk it holds at once.
+        chunk it holds at once: bytes (an int), or a size as text, in
+        decimal units ('256MB', '1G') or binary ones ('256MiB', '1GiB').
+        Default 1 GiB.
 
     Raises:
       ValueError: when built, if ``source_chunks`` and ``target_chunks`` name
-        different dimensions, for unknown dimensions, negative sizes,
-        ``min_mem > max_mem``, or source/target chunks larger than max_mem.
+        different dimensions, for unknown dimensions, negative sizes, a
+        ``max_mem`` or ``min_mem`` that is not a size, ``min_mem > max_mem``,
+        or source/target chunks larger than max_mem.
 
     Example:
       >>> rechunk = Rechunk({'time': 96, 'x': 40}, {'time': 24, 'x': -1},
-      ...                   {'time': -1, 'x': 10}, itemsize=4, max_mem=2**20)
+      ...                   {'time': -1, 'x': 10}, itemsize=4, max_mem='1MiB')
       >>> [stage.regions for stage in rechunk.plan.stages], rechunk.target_chunks
       ([(96, 40)], {'time': 96, 'x': 10})
     """
@@ -565,8 +591,8 @@ class Rechunk(beam.PTransform):
         source_chunks: Mapping[str, int | tuple[int, ...]],
         target_chunks: Mapping[str, int],
         itemsize: int,
-        min_mem: int | None = None,
-        max_mem: int = 2**30,
+        min_mem: int | str | None = None,
+        max_mem: int | str = "1GiB",
     ):
         super().__init__()
         self.plan = planning.plan_rechunk(

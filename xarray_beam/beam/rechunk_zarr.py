@@ -234,8 +234,8 @@ def _pass_done(outputs, token, label: str):
 def plan_store_rechunk(
     source: StoreLike,
     target_chunks: Mapping[str, int],
-    max_mem: int = 2**30,
-    min_mem: int | None = None,
+    max_mem: int | str = "1GiB",
+    min_mem: int | str | None = None,
     *,
     method: planning.Method = "storage",
     target_shards: Mapping[str, int] | None = None,
@@ -244,11 +244,28 @@ def plan_store_rechunk(
 ) -> planning.DatasetRechunkPlan:
     """The plan for rechunking every data variable of a Zarr store.
 
-    Reads only metadata. ``method='shuffle'`` plans for ``Rechunk`` over
-    chunks of one variable each.
+    Reads only metadata.
+
+    Args:
+      source: the Zarr store (path, URL or zarr Store).
+      target_chunks: chunk size per dimension (-1: whole); dimensions not
+        given keep their source chunks.
+      max_mem: memory a task may use: bytes, or a size such as '256MB' or
+        '1GiB' (see :class:`~xarray_beam.RechunkZarr`). Default 1 GiB.
+      min_mem: smallest piece worth moving (bytes or a size), or None.
+      method: 'storage' plans for :class:`~xarray_beam.RechunkZarr`;
+        'shuffle' plans for :class:`~xarray_beam.Rechunk` over chunks of one
+        variable each.
+      target_shards: shard size per dimension of the target (Zarr v3).
+      storage_options: fsspec options for URLs.
+      cost_model: costs used to choose the plan.
+
+    Returns:
+      One plan per group of variables with the same dims, shape, itemsize
+      and chunks; print it to see the passes and memory.
 
     Example:
-      ``print(plan_store_rechunk('era5.zarr', {'time': -1}, 2**30))``
+      ``print(plan_store_rechunk('era5.zarr', {'time': -1}, '1GiB'))``
     """
     return _plan_for_shapes(
         zarr_io.variable_shapes(source, storage_options),
@@ -281,8 +298,8 @@ def cost_model_for(*stores_used: str | zarr.abc.store.Store) -> planning.CostMod
 def _plan_for_shapes(
     shapes: Mapping[str, planning.VariableShape],
     target_chunks: Mapping[str, int],
-    max_mem: int,
-    min_mem: int | None,
+    max_mem: int | str,
+    min_mem: int | str | None,
     *,
     method: planning.Method = "storage",
     target_shards: Mapping[str, int] | None = None,
@@ -315,15 +332,21 @@ class RechunkZarr(beam.PTransform):
       target: the Zarr store to write.
       target_chunks: chunk size per dimension (-1: whole); dimensions not given
         keep their source chunks.
-      max_mem: memory a task may use, counting the copies it holds.
+      max_mem: memory a task may use, counting the copies it holds: bytes
+        (an int), or a size as text, in decimal units ('256MB', '1G':
+        powers of 1000, as dask and rechunker read them) or binary ones
+        ('256MiB', '1GiB'). Default 1 GiB.
       temp_store: where intermediate stores go; default: next to the target,
         ``<target>.rechunk-temp``. Deleted after success.
-      min_mem: smallest piece worth moving (more passes keep pieces larger).
+      min_mem: smallest piece worth moving (more passes keep pieces larger):
+        bytes or a size, as for ``max_mem``.
       target_shards: shard size per dimension (Zarr v3).
       zarr_format: 2 or 3 (default 3) for the target.
       encoding: per-variable encoding for the target (codecs); it may not
         change the stored dtype.
-      mode: target store mode, as for ``ChunksToZarr`` ('w-', 'w', 'r+').
+      mode: target store mode: None or 'w-' refuses an existing store, 'w'
+        replaces it, 'r+' writes into an existing store whose metadata
+        matches (as for :class:`~xarray_beam.ChunksToZarr`).
       storage_options: fsspec options for the source, target and temp stores.
       num_threads: tasks a worker runs at once (memory grows accordingly).
       keep_temp: keep the temporary store (for debugging).
@@ -340,14 +363,15 @@ class RechunkZarr(beam.PTransform):
 
     Raises:
       ValueError: when built, for target chunks naming unknown dimensions,
-        invalid sizes, chunks larger than max_mem, ``min_mem > max_mem``,
+        invalid sizes, a ``max_mem`` or ``min_mem`` that is not a size,
+        chunks larger than max_mem, ``min_mem > max_mem``,
         unsafe variable or dimension names (see ``check_names``), or a
         temp_store that overlaps the source or target.
       FileExistsError, FileNotFoundError: for target or temp store conflicts.
 
     Example:
       ``p | RechunkZarr('era5.zarr', 'pencils.zarr', {'time': -1,
-      'latitude': 23, 'longitude': 45}, max_mem=256 * 2**20)``
+      'latitude': 23, 'longitude': 45}, max_mem='256MB')``
     """
 
     def __init__(
@@ -355,10 +379,10 @@ class RechunkZarr(beam.PTransform):
         source: StoreLike,
         target: StoreLike,
         target_chunks: Mapping[str, int],
-        max_mem: int = 2**30,
+        max_mem: int | str = "1GiB",
         temp_store: StoreLike | None = None,
         *,
-        min_mem: int | None = None,
+        min_mem: int | str | None = None,
         target_shards: Mapping[str, int] | None = None,
         zarr_format: int | None = None,
         encoding: Mapping[str, Mapping[str, Any]] | None = None,
@@ -371,6 +395,7 @@ class RechunkZarr(beam.PTransform):
         missing_chunks: region_io.MissingChunks = "warn",
     ):
         super().__init__()
+        max_mem, min_mem = planning.memory_bounds(max_mem, min_mem)
         if missing_chunks not in ("error", "warn", "fill"):
             raise ValueError(
                 f"missing_chunks must be 'error', 'warn' or 'fill', got "
@@ -581,31 +606,86 @@ def rechunk_zarr(
     source: StoreLike,
     target: StoreLike,
     target_chunks: Mapping[str, int],
-    max_mem: int = 2**30,
+    max_mem: int | str = "1GiB",
     temp_store: StoreLike | None = None,
     *,
+    min_mem: int | str | None = None,
+    target_shards: Mapping[str, int] | None = None,
+    zarr_format: int | None = None,
+    encoding: Mapping[str, Mapping[str, Any]] | None = None,
+    mode: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    num_threads: int | None = None,
+    keep_temp: bool = False,
+    cost_model: planning.CostModel | None = None,
+    resume: bool = False,
+    missing_chunks: region_io.MissingChunks = "warn",
     pipeline_options: PipelineOptions | list[str] | None = None,
-    **kwargs: Any,
 ) -> planning.DatasetRechunkPlan:
     """Rechunk a Zarr store into a new one, running a Beam pipeline.
 
+    Builds :class:`~xarray_beam.RechunkZarr` (which checks everything before
+    anything runs) and runs it; the arguments are the same, plus the
+    pipeline's options.
+
     Args:
-      source, target, target_chunks, max_mem, temp_store: as for
-        ``RechunkZarr``.
+      source: the Zarr store to read (path, URL or zarr Store).
+      target: the Zarr store to write.
+      target_chunks: chunk size per dimension (-1: whole); dimensions not
+        given keep their source chunks.
+      max_mem: memory a task may use, counting the copies it holds: bytes
+        (an int), or a size such as '256MB' (decimal) or '1GiB' (binary).
+        Default 1 GiB.
+      temp_store: where intermediate stores go; default: next to the target,
+        ``<target>.rechunk-temp``. Deleted after success.
+      min_mem: smallest piece worth moving (bytes or a size).
+      target_shards: shard size per dimension (Zarr v3).
+      zarr_format: 2 or 3 (default 3) for the target.
+      encoding: per-variable encoding for the target (codecs); it may not
+        change the stored dtype.
+      mode: target store mode: None or 'w-' refuses an existing store, 'w'
+        replaces it, 'r+' writes into an existing matching store.
+      storage_options: fsspec options for the source, target and temp stores.
+      num_threads: tasks a worker runs at once (memory grows accordingly).
+      keep_temp: keep the temporary store (for debugging).
+      cost_model: costs used to choose the plan.
+      resume: continue an interrupted run (see
+        :class:`~xarray_beam.RechunkZarr`).
+      missing_chunks: what a chunk missing from the source means: 'warn'
+        (the default), 'error' or 'fill' (see
+        :class:`~xarray_beam.RechunkZarr`).
       pipeline_options: Beam options or flags (default: Beam's Python
-        DirectRunner in this process, ``runners.InProcessRunner``, also when
-        flags name no runner).
-      **kwargs: the other arguments of ``RechunkZarr``.
+        DirectRunner in this process, :class:`~xarray_beam.InProcessRunner`,
+        also when flags name no runner).
 
     Returns:
       The plan that was run (print it to see the passes and memory).
 
+    Raises:
+      ValueError, FileExistsError, FileNotFoundError: before anything runs,
+        as :class:`~xarray_beam.RechunkZarr` raises them.
+
     Example:
       ``rechunk_zarr('era5.zarr', 'pencils.zarr', {'time': -1, 'latitude': 23,
-      'longitude': 45}, max_mem=256 * 2**20)``
+      'longitude': 45}, max_mem='256MB')``
     """
     transform = RechunkZarr(
-        source, target, target_chunks, max_mem, temp_store, **kwargs
+        source,
+        target,
+        target_chunks,
+        max_mem,
+        temp_store,
+        min_mem=min_mem,
+        target_shards=target_shards,
+        zarr_format=zarr_format,
+        encoding=encoding,
+        mode=mode,
+        storage_options=storage_options,
+        num_threads=num_threads,
+        keep_temp=keep_temp,
+        cost_model=cost_model,
+        resume=resume,
+        missing_chunks=missing_chunks,
     )
     if not isinstance(pipeline_options, PipelineOptions):
         pipeline_options = runners.in_process_options(pipeline_options or [])

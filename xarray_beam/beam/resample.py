@@ -26,7 +26,7 @@ import xarray
 
 from xarray_beam.beam import combiners, threadmap
 from xarray_beam.model import periods as periods_lib
-from xarray_beam.model import reductions, templates
+from xarray_beam.model import reductions, templates, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Reducer
 
@@ -225,11 +225,24 @@ class Resample(beam.PTransform):
         (defaults: periods closed and labelled on the left, except for
         end-anchored frequencies such as 'ME'; starting at midnight of the
         first day).
-      skipna, min_count, ddof, dtype: as for ``Mean`` and ``Var``.
+      skipna: ignore NaNs (default) or propagate them.
+      min_count: results from fewer valid values are NaN.
+      ddof: delta degrees of freedom of 'var' and 'std' (the divisor is
+        N - ddof); 0 by default.
+      dtype: dtype of the results (default: as xarray gives it); values
+        always accumulate in float64.
       periods_per_chunk: whole periods per output chunk (default 1), e.g. 4
         for '6h' of chunks of 24 hours gives one output chunk per input one.
-      fanout, temp_store, max_mem, storage_options, num_threads: as for
-        ``Climatology``.
+      fanout: intermediate combining steps for hot keys.
+      temp_store: merge partial results through files there instead of
+        Beam's combine, bounding memory on local runners (chosen for you by
+        default, as for :class:`~xarray_beam.Climatology`; ``False`` always
+        uses Beam's combine).
+      max_mem: partial results a worker holds before writing them out to
+        ``temp_store``: bytes, or a size such as '256MB' or '1GiB'. Default
+        256 MiB.
+      storage_options: fsspec options for ``temp_store``.
+      num_threads: chunks a worker reduces at once.
 
     Output: ``(key, dataset)`` pairs with the time offset of the output
     chunk (a number of periods), ``periods_per_chunk`` periods each (the
@@ -273,11 +286,12 @@ class Resample(beam.PTransform):
         periods_per_chunk: int = 1,
         fanout: int | None = None,
         temp_store: str | Literal[False] | None = None,
-        max_mem: int = 2**28,
+        max_mem: int | str = "256MiB",
         storage_options: dict | None = None,
         num_threads: int | None = None,
     ):
         super().__init__()
+        max_mem = units.byte_size(max_mem, "max_mem")
         if not isinstance(template, xarray.Dataset):
             raise TypeError(
                 f"template must be an xarray.Dataset (the data the chunks come "
@@ -326,8 +340,8 @@ class Resample(beam.PTransform):
 
     def zarr_chunks(self, read_chunks: Mapping[str, int]) -> dict[str, int]:
         """Zarr chunks for the output, which hold one output element each:
-        ``periods_per_chunk`` periods, and the read chunks along the other
-        dimensions.
+        ``periods_per_chunk`` periods, and ``read_chunks`` (the chunks the
+        input is read in) along the other dimensions.
 
         Example:
           >>> import pandas as pd

@@ -639,6 +639,17 @@ def write_chunk_to_zarr(
     The chunk is validated against the store's real chunk/shard layout first.
     Opens the store on every call; ``ChunksToZarr`` opens it once per worker.
 
+    Args:
+      key: the chunk's key (its offsets place it in the store).
+      chunk: the chunk's data, covering whole Zarr chunks (or shards).
+      store: the store (path, URL or zarr Store), set up with ``setup_zarr``.
+      template: the whole dataset the store was set up for.
+      storage_options: fsspec options for URLs.
+
+    Raises:
+      ValueError: naming the key and variable, if the chunk does not match
+        the store (see ``validate_zarr_chunk``).
+
     Example:
       ``write_chunk_to_zarr(Key({'time': 24}), chunk, 'out.zarr', template)``
     """

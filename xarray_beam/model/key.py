@@ -104,6 +104,11 @@ class Key:
     ) -> Key:
         """A copy of this key with new offsets, vars and/or indices.
 
+        Args:
+          offsets: the new offsets (None: none), or unchanged if not given.
+          vars: the new variable names (None: all variables), or unchanged.
+          indices: the new chunk indices (None: none), or unchanged.
+
         Raises:
           ValueError: if the result would have both offsets and indices.
 
@@ -122,6 +127,9 @@ class Key:
     def with_offsets(self, **offsets: int | None) -> Key:
         """A copy with some offsets replaced; ``None`` removes a dimension.
 
+        Args:
+          **offsets: the new offset per dimension, or None to remove it.
+
         Raises:
           ValueError: if this key has indices.
 
@@ -138,6 +146,9 @@ class Key:
 
     def with_indices(self, **indices: int | None) -> Key:
         """A copy with some chunk indices replaced; ``None`` removes a dimension.
+
+        Args:
+          **indices: the new chunk index per dimension, or None to remove it.
 
         Raises:
           ValueError: if this key has offsets.
@@ -324,6 +335,10 @@ def describe_dataset(dataset: xarray.Dataset) -> str:
 
 def validate_chunk(key: Key, datasets: DatasetOrDatasets) -> None:
     """Check that a key is consistent with the chunk(s) it labels.
+
+    Args:
+      key: the key.
+      datasets: the chunk, or a list of chunks that the key labels alike.
 
     Raises:
       TypeError: if ``key`` is not a Key or a chunk is not an xarray.Dataset.

@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 
 from xarray_beam.model import chunks as chunks_lib
-from xarray_beam.model.units import format_bytes
+from xarray_beam.model.units import byte_size, format_bytes
 
 Method = Literal["shuffle", "storage"]
 MiB = 2**20
@@ -53,6 +53,28 @@ class CostModel:
     The defaults were measured with zarr-python 3 on local disk (one core):
     decompressing and compressing dominate bytes; every chunk read or object
     written costs about half a millisecond of overhead.
+
+    Attributes:
+      read_compressed: seconds per byte read from a compressed (source) store
+        (default ``1 / 300e6``: 300 MB/s).
+      write_compressed: seconds per byte written to a compressed (target)
+        store (default 150 MB/s).
+      read_temp: seconds per byte read from an uncompressed temporary store
+        (default 1.2 GB/s).
+      write_temp: seconds per byte written to a temporary store (default
+        0.8 GB/s).
+      shuffle: seconds per byte through a Beam shuffle (default 150 MB/s).
+      per_read: seconds per stored chunk read, the request and decoding
+        overhead (default 0.5 ms).
+      per_object: seconds per object written (default 0.5 ms).
+      per_piece: seconds per piece a shuffle moves (default 0.3 ms).
+
+    Example:
+      >>> slow_disk = CostModel(read_compressed=1 / 50e6, write_compressed=1 / 25e6)
+      >>> plan = plan_rechunk({'t': 100, 'x': 50}, {'t': 10}, {'t': -1, 'x': 5},
+      ...                     4, method='storage', cost_model=slow_disk)
+      >>> [stage.writes for stage in plan.stages]
+      ['target']
     """
 
     read_compressed: float = 1 / 300e6
@@ -104,7 +126,8 @@ class MemoryModel:
       baseline: memory of a worker process besides the data its tasks hold:
         the interpreter, NumPy, xarray, zarr and Beam (about 250 MB measured
         before the first task) and what the C allocator keeps from finished
-        tasks (up to about 100 MB more, measured during rechunks).
+        tasks (up to about 100 MB more, measured during rechunks); default
+        352 MiB.
     """
 
     copies: float = 2.0
@@ -428,13 +451,36 @@ class _Problem:
         )
 
 
+def memory_bounds(
+    max_mem: int | str, min_mem: int | str | None = None
+) -> tuple[int, int | None]:
+    """``max_mem`` and ``min_mem`` in bytes, checked (see ``units.byte_size``).
+
+    Raises:
+      TypeError, ValueError: naming the parameter, for a value that is not a
+        positive size, and if ``min_mem`` is larger than ``max_mem``.
+
+    Example:
+      >>> memory_bounds('1GiB'), memory_bounds(2**30, '64MB')
+      ((1073741824, None), (1073741824, 64000000))
+    """
+    max_bytes = byte_size(max_mem, "max_mem")
+    min_bytes = None if min_mem is None else byte_size(min_mem, "min_mem")
+    if min_bytes is not None and min_bytes > max_bytes:
+        raise ValueError(
+            f"min_mem ({format_bytes(min_bytes)}) is larger than max_mem "
+            f"({format_bytes(max_bytes)})"
+        )
+    return max_bytes, min_bytes
+
+
 def _normalize(
     dim_sizes: Mapping[str, int],
     source_chunks: Mapping[str, object],
     target_chunks: Mapping[str, int],
     itemsize: int,
-    min_mem: int | None,
-    max_mem: int,
+    min_mem: int | str | None,
+    max_mem: int | str,
     target_shards: Mapping[str, int] | None,
 ) -> _Problem:
     if not isinstance(dim_sizes, Mapping):
@@ -448,18 +494,7 @@ def _normalize(
     shape = tuple(int(dim_sizes[d]) for d in dims)
     if not isinstance(itemsize, numbers.Integral) or itemsize <= 0:
         raise ValueError(f"itemsize must be a positive int, got {itemsize!r}")
-    if not isinstance(max_mem, numbers.Integral) or max_mem <= 0:
-        raise ValueError(f"max_mem must be a positive number of bytes, got {max_mem!r}")
-    if min_mem is not None:
-        if not isinstance(min_mem, numbers.Integral) or min_mem <= 0:
-            raise ValueError(
-                f"min_mem must be a positive number of bytes, got {min_mem!r}"
-            )
-        if min_mem > max_mem:
-            raise ValueError(
-                f"min_mem ({format_bytes(min_mem)}) is larger than max_mem "
-                f"({format_bytes(max_mem)})"
-            )
+    max_mem, min_mem = memory_bounds(max_mem, min_mem)
     source = chunks_lib.normalize_chunks_for_sizes(
         source_chunks, dict(zip(dims, shape, strict=False)), what="source"
     )
@@ -496,8 +531,8 @@ def _normalize(
         tuple(target),
         shards,
         int(itemsize),
-        int(max_mem),
-        None if min_mem is None else int(min_mem),
+        max_mem,
+        min_mem,
     )
     for what, sizes in (
         ("target chunks", target),
@@ -673,8 +708,8 @@ def plan_rechunk(
     source_chunks: Mapping[str, int | tuple[int, ...]],
     target_chunks: Mapping[str, int],
     itemsize: int,
-    min_mem: int | None = None,
-    max_mem: int = 2**30,
+    min_mem: int | str | None = None,
+    max_mem: int | str = "1GiB",
     *,
     method: Method = "shuffle",
     target_shards: Mapping[str, int] | None = None,
@@ -695,8 +730,12 @@ def plan_rechunk(
       itemsize: bytes per element, summed over the variables one chunk holds.
       min_mem: smallest piece worth moving; more passes are planned to keep
         pieces at least this large (a warning says if that is impossible).
+        Bytes, or a size such as '64MB' (see ``max_mem``).
       max_mem: memory a task may use, counting the copies it really holds
-        (stored and decoded bytes of the blocks it reads and writes).
+        (stored and decoded bytes of the blocks it reads and writes). Bytes
+        (an int), or a size as text: decimal units ('256MB', '1G': powers
+        of 1000, as dask and rechunker read them) or binary ones ('256MiB',
+        '1GiB': powers of 1024). Default 1 GiB.
       method: 'storage' (Zarr to Zarr through temporary stores) or 'shuffle'
         (PCollections through Beam's shuffle).
       target_shards: shard size per dimension of the target store (storage).
@@ -711,12 +750,13 @@ def plan_rechunk(
 
     Raises:
       ValueError: naming the culprit, for unknown dimensions, negative sizes,
-        ``min_mem > max_mem``, or source/target chunks larger than max_mem.
+        a ``max_mem`` or ``min_mem`` that is not a size, ``min_mem >
+        max_mem``, or source/target chunks larger than max_mem.
 
     Example:
       >>> plan = plan_rechunk({'time': 8760, 'lat': 721, 'lon': 1440},
       ...                     {'time': 24}, {'time': -1, 'lat': 23, 'lon': 45},
-      ...                     itemsize=4, max_mem=2**30, method='storage')
+      ...                     itemsize=4, max_mem='1GB', method='storage')
       >>> [s.writes for s in plan.stages]
       ['temp 1', 'target']
     """
@@ -840,6 +880,15 @@ class VariableShape:
 class DatasetRechunkPlan:
     """Plans for every group of variables that share dims, shape, itemsize and
     source chunks. Prints as one table per group.
+
+    Attributes:
+      plans: one ``RechunkPlan`` per group, with its variables' names.
+
+    Example:
+      >>> shapes = {'t': VariableShape(('time',), (100,), 4, (10,))}
+      >>> plan = plan_dataset_rechunk(shapes, {'time': -1})
+      >>> plan.plan_for('t').target_chunks
+      (100,)
     """
 
     plans: tuple[RechunkPlan, ...]
@@ -877,8 +926,8 @@ class DatasetRechunkPlan:
 def plan_dataset_rechunk(
     variables: Mapping[str, VariableShape],
     target_chunks: Mapping[str, int],
-    max_mem: int = 2**30,
-    min_mem: int | None = None,
+    max_mem: int | str = "1GiB",
+    min_mem: int | str | None = None,
     *,
     method: Method = "storage",
     target_shards: Mapping[str, int] | None = None,
@@ -889,6 +938,12 @@ def plan_dataset_rechunk(
 
     Variables are grouped by dims, shape, itemsize and source chunks; each
     group gets the target chunks (and shards) of its own dimensions.
+
+    Args:
+      variables: the shape, itemsize and source chunks of each variable.
+      target_chunks, max_mem, min_mem, method, target_shards, cost_model,
+        memory_model: as for ``plan_rechunk`` (``max_mem`` and ``min_mem``
+        in bytes or as sizes such as '1GiB'; default 'storage').
 
     Raises:
       ValueError: if ``target_chunks`` or ``target_shards`` name a dimension no
@@ -903,6 +958,7 @@ def plan_dataset_rechunk(
       >>> [p.variables for p in plan.plans]
       [('t2m',), ('lsm',)]
     """
+    max_mem, min_mem = memory_bounds(max_mem, min_mem)
     all_dims = {d for v in variables.values() for d in v.dims}
     for name, spec in (
         ("target_chunks", target_chunks),

@@ -793,15 +793,33 @@ def _identity(dtype: np.dtype, stat: str):
     return info.max if stat == "min" else info.min
 
 
+# How far below zero a float weight may be and still count as 0 (rounding):
+# cos(90 degrees) computed in float32 is -4.4e-8.
+WEIGHT_ROUNDING = 1e-6
+
+
 def check_weights(
     weights: xarray.DataArray | None, dims: Sequence[str] | None
 ) -> xarray.DataArray | None:
-    """Validate weights for a reduction over ``dims``.
+    """Validate weights for a reduction over ``dims``; return them, with
+    rounding below zero clipped.
+
+    Weights that are negative by float rounding only, at most
+    ``WEIGHT_ROUNDING`` below zero (times the largest weight, when that is
+    above 1), count as 0: ``np.cos(np.deg2rad(latitude))`` with float32
+    latitude is -4.4e-8 at the poles.
 
     Raises:
       TypeError: if weights are not a DataArray.
-      ValueError: if they hold NaNs or negative values, or do not span any of
-        the reduced dimensions (they would not change the result).
+      ValueError: if they hold NaNs or values further below zero, or do not
+        span any of the reduced dimensions (they would not change the
+        result).
+
+    Example:
+      >>> lat = xarray.DataArray(np.float32([-90, 0, 90]), dims='lat')
+      >>> weights = check_weights(np.cos(np.deg2rad(lat)), ['lat'])
+      >>> weights.values.tolist()
+      [0.0, 1.0, 0.0]
     """
     if weights is None:
         return None
@@ -815,6 +833,13 @@ def check_weights(
         raise TypeError(f"weights must be numeric, got dtype {values.dtype}")
     if np.isnan(values.astype(np.float64)).any():
         raise ValueError("weights must not contain NaN")
+    if values.dtype.kind == "f" and values.size:
+        # Only for floats: exact types have no rounding to forgive.
+        tolerance = WEIGHT_ROUNDING * max(1.0, float(np.abs(values).max()))
+        rounded = (values < 0) & (values >= -tolerance)
+        if rounded.any():
+            values = np.where(rounded, values.dtype.type(0), values)
+            weights = weights.copy(data=values)
     if (values < 0).any():
         where = np.unravel_index(np.argmin(values), values.shape)
         at = ", ".join(
@@ -822,9 +847,9 @@ def check_weights(
             for dim, i in zip(weights.dims, where, strict=True)
         )
         raise ValueError(
-            f"weights must not be negative, got {values[where]:.3g} at {at} (if "
-            f"they are cos(latitude), rounding can dip below zero at the poles: "
-            f"use .clip(min=0))"
+            f"weights must not be negative, got {values[where]:.3g} at {at} "
+            f"(only values within {WEIGHT_ROUNDING:g} below zero are taken as "
+            f"float rounding, and as 0)"
         )
     if dims is not None and not set(weights.dims) & set(dims):
         raise ValueError(

@@ -59,7 +59,13 @@ class RechunkRequest:
       new_chunks: the requested chunk size per dimension.
       source: how the data is stored, if the dataset is an untransformed
         source; else None.
-      min_mem, max_mem: memory bounds of the plan (see ``plan_rechunk``).
+      min_mem, max_mem: memory bounds of the plan (see ``plan_rechunk``):
+        bytes, or sizes such as '256MB' or '1GiB', held as bytes once the
+        request is made.
+
+    Raises:
+      TypeError, ValueError: when made, naming ``max_mem`` or ``min_mem``
+        if either is not a positive size, or if ``min_mem > max_mem``.
     """
 
     sizes: Mapping[str, int]
@@ -67,8 +73,13 @@ class RechunkRequest:
     chunks: Mapping[str, int]
     new_chunks: Mapping[str, int]
     source: SourceLayout | None = None
-    min_mem: int | None = None
-    max_mem: int = 2**30
+    min_mem: int | str | None = None
+    max_mem: int | str = "1GiB"
+
+    def __post_init__(self) -> None:
+        max_mem, min_mem = planning.memory_bounds(self.max_mem, self.min_mem)
+        object.__setattr__(self, "max_mem", max_mem)
+        object.__setattr__(self, "min_mem", min_mem)
 
 
 @dataclasses.dataclass(frozen=True)

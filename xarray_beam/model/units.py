@@ -1,4 +1,5 @@
-"""Byte sizes: one way to print them, one way to read them.
+"""Byte sizes: one way to print them, one way to read them (and to check
+byte-size parameters such as ``max_mem``).
 
 Sizes print in binary units (KiB, MiB, GiB, TiB: powers of 1024), the units
 of memory; text may give either binary units or decimal ones (kB, MB, GB,
@@ -8,6 +9,7 @@ TB: powers of 1000), as users write them.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 _UNITS = {
@@ -69,4 +71,45 @@ def parse_size(text: str) -> int:
         raise ValueError(f"size too large: {text!r}")
     if int(value) < 1:
         raise ValueError(f"size must be at least one byte: {text!r}")
+    return int(value)
+
+
+def byte_size(value: int | str, name: str) -> int:
+    """A byte-size parameter as an int: a positive int, or text for ``parse_size``.
+
+    Args:
+      value: the number of bytes, or text such as '256MB', '1GiB' or '1G'.
+      name: the parameter's name, for error messages (e.g. 'max_mem').
+
+    Raises:
+      TypeError: for anything but an int or a str (floats holding a whole
+        number, such as 1e9, are accepted).
+      ValueError: naming the parameter, for text that is not a size and for
+        sizes under one byte.
+
+    Example:
+      >>> byte_size('256MiB', 'max_mem'), byte_size(2**30, 'max_mem')
+      (268435456, 1073741824)
+      >>> byte_size('4 gigs', 'max_mem')  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: max_mem: not a size: '4 gigs' ...
+    """
+    if isinstance(value, str):
+        try:
+            return parse_size(value)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+    if isinstance(value, float) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be a number of bytes (an int) or a size such as '1GiB', "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if value < 1:
+        raise ValueError(
+            f"{name} must be positive (a number of bytes, or a size such as "
+            f"'1GiB'), got {value!r}"
+        )
     return int(value)

@@ -538,6 +538,15 @@ def validate_zarr_chunk(
 ) -> None:
     """Check that a chunk can be written safely into a store for ``template``.
 
+    Args:
+      key: the chunk's key (its offsets place it in the store).
+      chunk: the chunk's data.
+      template: the whole dataset the store holds.
+      zarr_chunks: the store's Zarr chunks per dimension (default: the
+        template's Dask chunks, else whole dimensions).
+      zarr_shards: the store's shards per dimension (Zarr v3), if any: the
+        chunk must then cover whole shards.
+
     Raises:
       ValueError: naming the key, variable and dimension at fault, if the
         chunk does not cover whole Zarr chunks (or shards), has variables,

@@ -22,6 +22,7 @@ from xarray_beam.beam.rechunk_zarr import RechunkZarr
 from xarray_beam.beam.zarr import ChunksToZarr
 from xarray_beam.io import region_io, stores
 from xarray_beam.io.zarr_io import open_zarr
+from xarray_beam.model import planning, units
 from xarray_beam.model.units import format_bytes
 from xarray_beam.programs import launch, progress
 
@@ -96,7 +97,7 @@ def rechunk_job(
     source: str,
     target: str,
     target_chunks: Mapping[str, int],
-    max_mem: int = 2**30,
+    max_mem: int | str = "1GiB",
     temp_store: str | None = None,
     *,
     beam_args: Sequence[str] = (),
@@ -107,8 +108,9 @@ def rechunk_job(
     """Rechunk a Zarr store into a new one (see ``RechunkZarr``), verbosely.
 
     Args:
-      source, target, target_chunks, max_mem, temp_store: as for
-        ``RechunkZarr``.
+      source, target, target_chunks, temp_store: as for ``RechunkZarr``.
+      max_mem: memory a task may use: bytes, or a size such as '256MB' or
+        '1GiB' (checked first, before the source is opened).
       beam_args: Beam flags (``--runner``, ``--project``, ...).
       out: where to print what happens.
       storage_options: fsspec options for all stores.
@@ -118,6 +120,7 @@ def rechunk_job(
     Example:
       ``rechunk_job('era5.zarr', 'pencils.zarr', {'time': -1})``
     """
+    max_mem, min_mem = planning.memory_bounds(max_mem, kwargs.pop("min_mem", None))
     options, runner = launch.pipeline_options(beam_args)
     _say_runner(out, runner, beam_args)
     dataset, chunks = open_zarr(source, **_xarray_kwargs(storage_options))
@@ -128,6 +131,7 @@ def rechunk_job(
         target_chunks,
         max_mem,
         temp_store,
+        min_mem=min_mem,
         storage_options=storage_options,
         **kwargs,
     )
@@ -193,7 +197,7 @@ def climatology_job(
     *,
     read_chunks: Mapping[str, int] | None = None,
     temp_store: str | None = None,
-    max_mem: int = 2**28,
+    max_mem: int | str = "256MiB",
     mode: str | None = None,
     num_threads: int | None = 2,
     beam_args: Sequence[str] = (),
@@ -213,7 +217,8 @@ def climatology_job(
       read_chunks: chunks to read (default ``default_read_chunks``).
       temp_store: where partial results are merged; default, for runners in
         this process, ``<target>.climatology-temp`` (removed afterwards).
-      max_mem: partial results held before spilling to ``temp_store``.
+      max_mem: partial results held before spilling to ``temp_store``:
+        bytes, or a size such as '256MB' (checked first).
       mode: output store mode ('w-', 'w', 'r+').
       num_threads: chunks read and reduced at once by a worker.
       beam_args, out, storage_options: as for ``rechunk_job``.
@@ -223,6 +228,7 @@ def climatology_job(
     Example:
       ``climatology_job('era5.zarr', 'clim.zarr', ('month', 'hour'))``
     """
+    max_mem = units.byte_size(max_mem, "max_mem")
     options, runner = launch.pipeline_options(beam_args)
     _say_runner(out, runner, beam_args)
     dataset, chunks = open_zarr(source, **_xarray_kwargs(storage_options))
