@@ -1623,7 +1623,43 @@ class GroupBy:
 _PER_PERIOD = {"date": "1D", "day": "1D", "year": "YS"}
 
 
-class DatasetResample:
+class _Reductions:
+    """The reductions of a resample or coarsen, each a ``_reduce(stat)``; the
+    options they take are the class's."""
+
+    def _reduce(self, stat: str, **kwargs: Any) -> Dataset:
+        raise NotImplementedError
+
+    def mean(self, **kwargs: Any) -> Dataset:
+        """Mean of each period (or window)."""
+        return self._reduce("mean", **kwargs)
+
+    def sum(self, **kwargs: Any) -> Dataset:
+        """Sum of each period or window (``min_count`` applies)."""
+        return self._reduce("sum", **kwargs)
+
+    def count(self, **kwargs: Any) -> Dataset:
+        """Valid (non-NaN) values in each period or window."""
+        return self._reduce("count", **kwargs)
+
+    def min(self, **kwargs: Any) -> Dataset:
+        """Minimum of each period or window."""
+        return self._reduce("min", **kwargs)
+
+    def max(self, **kwargs: Any) -> Dataset:
+        """Maximum of each period or window."""
+        return self._reduce("max", **kwargs)
+
+    def var(self, **kwargs: Any) -> Dataset:
+        """Variance of each period or window (``ddof``)."""
+        return self._reduce("var", **kwargs)
+
+    def std(self, **kwargs: Any) -> Dataset:
+        """Standard deviation of each period or window (``ddof``)."""
+        return self._reduce("std", **kwargs)
+
+
+class DatasetResample(_Reductions):
     """The result of ``Dataset.resample``: call a reduction on it.
 
     Every reduction takes the options of :class:`~xarray_beam.Resample`
@@ -1680,36 +1716,8 @@ class DatasetResample:
         transform = dataset._keeping_only(template, transform, "Resample", label)
         return dataset._then(label, transform, template=template, chunks=new_chunks)
 
-    def mean(self, **kwargs: Any) -> Dataset:
-        """Mean of each period."""
-        return self._reduce("mean", **kwargs)
 
-    def sum(self, **kwargs: Any) -> Dataset:
-        """Sum of each period (``min_count`` applies)."""
-        return self._reduce("sum", **kwargs)
-
-    def count(self, **kwargs: Any) -> Dataset:
-        """Valid (non-NaN) values in each period."""
-        return self._reduce("count", **kwargs)
-
-    def min(self, **kwargs: Any) -> Dataset:
-        """Minimum of each period."""
-        return self._reduce("min", **kwargs)
-
-    def max(self, **kwargs: Any) -> Dataset:
-        """Maximum of each period."""
-        return self._reduce("max", **kwargs)
-
-    def var(self, **kwargs: Any) -> Dataset:
-        """Variance of each period (``ddof``)."""
-        return self._reduce("var", **kwargs)
-
-    def std(self, **kwargs: Any) -> Dataset:
-        """Standard deviation of each period (``ddof``)."""
-        return self._reduce("std", **kwargs)
-
-
-class DatasetCoarsen:
+class DatasetCoarsen(_Reductions):
     """The result of ``Dataset.coarsen``: call a reduction on it.
 
     Reductions take xarray's options for coarsen (e.g. ``skipna``), and
@@ -1759,34 +1767,6 @@ class DatasetCoarsen:
             template, beam.FlatMap(step), "Coarsen", label
         )
         return dataset._then(label, transform, template=template, chunks=chunks)
-
-    def mean(self, **kwargs: Any) -> Dataset:
-        """Mean of each window."""
-        return self._reduce("mean", **kwargs)
-
-    def sum(self, **kwargs: Any) -> Dataset:
-        """Sum of each window."""
-        return self._reduce("sum", **kwargs)
-
-    def count(self, **kwargs: Any) -> Dataset:
-        """Valid (non-NaN) values in each window."""
-        return self._reduce("count", **kwargs)
-
-    def min(self, **kwargs: Any) -> Dataset:
-        """Minimum of each window."""
-        return self._reduce("min", **kwargs)
-
-    def max(self, **kwargs: Any) -> Dataset:
-        """Maximum of each window."""
-        return self._reduce("max", **kwargs)
-
-    def var(self, **kwargs: Any) -> Dataset:
-        """Variance of each window."""
-        return self._reduce("var", **kwargs)
-
-    def std(self, **kwargs: Any) -> Dataset:
-        """Standard deviation of each window."""
-        return self._reduce("std", **kwargs)
 
 
 def _one_dimension(
