@@ -226,3 +226,26 @@ def test_progress_interval_is_not_in_the_help(capsys):
     out = capsys.readouterr().out
     assert "--progress {auto,bar,lines,none}" in out
     assert "--progress-interval" not in out
+
+
+def test_a_bar_fits_a_narrow_terminal_with_the_time_left():
+    shown = progress.Progress(
+        120,
+        "test_w_chunks",
+        "test_w_bytes",
+        "tasks",
+        what="written to the output",
+        total_bytes=2**31,
+        stream=io.StringIO(),
+        style="bar",
+    )
+    with shown:
+        metrics.count("test_w_chunks", 30)
+        metrics.count("test_w_bytes", 2**29)
+        wait_for(lambda: shown.snapshot().seconds > 0)
+        wide, narrow = shown.line(), shown.line(width=79)
+    assert len(wide) > 79
+    assert len(narrow) <= 79
+    assert narrow.startswith("[#####...............] 30/120 tasks, 512.0 MiB at ")
+    assert narrow.endswith(" left")
+    assert len(shown.line(width=30)) == 30

@@ -19,6 +19,7 @@ so a summary printed from it says the same.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
 import time
@@ -193,8 +194,9 @@ class Progress:
             time.perf_counter() - self._start,
         )
 
-    def line(self) -> str:
-        """The progress as one line of text, in the chosen style."""
+    def line(self, width: int | None = None) -> str:
+        """The progress as one line of text, in the chosen style; a bar fits
+        in ``width`` characters (shorter words first, then cut)."""
         now = self.snapshot()
         eta = (
             f", about {format_duration(now.eta)} left"
@@ -203,26 +205,41 @@ class Progress:
         )
         counts, amount = now.counts(self.unit), now.amount(self.what)
         rate = f"{format_bytes(now.rate)}/s"
-        if self.style == "bar":
-            filled = int(_BAR_WIDTH * min(now.done, now.total) / now.total)
-            bar = "#" * filled + "." * (_BAR_WIDTH - filled)
+        if self.style != "bar":
             return (
-                f"[{bar}] {counts}, {amount} at {rate}, "
-                f"{format_duration(now.seconds)}{eta}"
+                f"{time.strftime('%H:%M:%S')} progress: {counts}, {amount} at "
+                f"{rate}, {format_duration(now.seconds)} elapsed{eta}"
             )
-        return (
-            f"{time.strftime('%H:%M:%S')} progress: {counts}, {amount} at {rate}, "
-            f"{format_duration(now.seconds)} elapsed{eta}"
+        filled = int(_BAR_WIDTH * min(now.done, now.total) / now.total)
+        bar = "#" * filled + "." * (_BAR_WIDTH - filled)
+        text = f"[{bar}] {counts}, {amount} at {rate}, {format_duration(now.seconds)}"
+        text += eta
+        if width is None or len(text) <= width:
+            return text
+        short = (
+            f"[{bar}] {now.done}/{now.total} {self.unit}, "
+            f"{format_bytes(now.nbytes)} at {rate}"
         )
+        if now.eta is not None and now.done < now.total:
+            short += f", {format_duration(now.eta)} left"
+        return short[:width]
+
+    def _width(self) -> int | None:
+        """Characters a bar may take: one less than the terminal's width (a
+        full line would wrap, and ``\\r`` then redraw only its last part)."""
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns - 1
+        except (AttributeError, OSError, ValueError):
+            return None
 
     def _show(self) -> None:
-        text = self.line()
         if self.style == "bar":
+            text = self.line(self._width())
             padding = " " * max(self._drawn - len(text), 0)
             self._drawn = len(text)
             self.stream.write("\r" + text + padding)
         else:
-            self.stream.write(text + "\n")
+            self.stream.write(self.line() + "\n")
         self.stream.flush()
 
     def _draw(self) -> None:
