@@ -21,7 +21,7 @@ import xarray
 from helpers import assert_matches_oracle, climatology_oracle
 
 from xarray_beam.io import job_records
-from xarray_beam.programs import cli, jobs
+from xarray_beam.programs import cli, errors, jobs
 
 SLOW_CHUNK = os.path.join("t2m", "c", "9", "0", "0")  # the last along time
 
@@ -214,7 +214,7 @@ def test_ctrl_c_during_a_climatology_says_how_far_it_got_and_resume_finishes(
     ids=["target_and_temp", "target", "temp", "setup", "nothing", "unknown"],
 )
 def test_what_an_interrupted_command_says(state, expected):
-    lines = cli.interrupted_lines("x", state)
+    lines = errors.interrupted_lines("x", state)
     assert lines == expected
     assert len(lines) <= 3
 

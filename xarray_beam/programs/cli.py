@@ -28,26 +28,14 @@ from typing import TYPE_CHECKING
 
 from xarray_beam.beam.climatology import STANDARD_GROUPS
 from xarray_beam.io import zarr_io
-from xarray_beam.model.units import format_bytes
 from xarray_beam.programs import checks, errors, launch, progress, store_info
 
 if TYPE_CHECKING:
     import xarray
 
-    from xarray_beam.programs import jobs
 
-_EXIT_FAILED = 1
-_EXIT_BAD_INPUT = 2
-_EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+_EXIT_BAD_INPUT = errors.EXIT_BAD_INPUT
 _EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as tools killed by it exit
-# Errors in what the user asked for (raised before any pipeline step runs).
-_BAD_INPUT = (
-    ValueError,
-    TypeError,
-    FileExistsError,
-    FileNotFoundError,
-    argparse.ArgumentTypeError,
-)
 _VERBOSE_HELP = "show the full traceback of an error instead of one line"
 STATS = ("mean", "sum", "count", "min", "max", "var", "std")
 GROUPINGS = tuple(STANDARD_GROUPS)
@@ -493,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # reported in one line; --verbose shows it all
         if errors.is_interrupt(error):
             return _interrupted(command, error, args.verbose, the_command)
-        return _report(command, error, args.verbose)
+        return errors.report(command, error, args.verbose)
     finally:
         with contextlib.suppress(BrokenPipeError):
             sys.stdout.flush()
@@ -515,7 +503,7 @@ def _interrupted(
     if verbose:
         traceback.print_exception(type(error), error, error.__traceback__)
     state = getattr(error, "state", None)
-    for line in interrupted_lines(command, state):
+    for line in errors.interrupted_lines(command, state):
         print(line, file=sys.stderr)
     if exit_now:
         # Beam's threads may still be in the middle of bundles: Python would
@@ -525,61 +513,8 @@ def _interrupted(
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
             sys.stderr.flush()
-        os._exit(_EXIT_INTERRUPTED)
-    return _EXIT_INTERRUPTED
-
-
-def interrupted_lines(command: str, state: jobs.OutputState | None) -> list[str]:
-    """What the command says when Ctrl-C stops it (at most three lines).
-
-    Example:
-      >>> from xarray_beam.programs.jobs import OutputState
-      >>> state = OutputState('p.zarr', 37, 120, 'p.zarr.tmp', 3 * 2**30, True)
-      >>> for line in interrupted_lines('xarray-beam rechunk', state):
-      ...     print(line)
-      xarray-beam rechunk: interrupted: 37 of 120 chunks written to p.zarr; ...
-      run the same command with --resume to finish, or delete both to start afresh
-    """
-    if state is None:
-        return [f"{command}: interrupted"]
-    if state.written is not None:
-        done = f"{state.written} of {state.expected} chunks written to {state.target}"
-    elif state.exists:
-        done = f"the setup of {state.target} had begun"
-    else:
-        done = f"nothing written to {state.target} yet"
-    leftovers = [state.target] if state.exists else []
-    if state.temp is not None:
-        done += (
-            f"; temporary data in {state.temp} ({format_bytes(state.temp_bytes or 0)})"
-        )
-        leftovers.append(state.temp)
-    if not leftovers:
-        return [f"{command}: interrupted before anything was written"]
-    delete = "both" if len(leftovers) == 2 else leftovers[0]
-    return [
-        f"{command}: interrupted: {done}",
-        f"run the same command with --resume to finish, or delete {delete} to "
-        f"start afresh",
-    ]
-
-
-def _report(command: str, error: Exception, verbose: bool) -> int:
-    """Print the one-line report of an error (after its traceback, if
-    ``verbose``), in the command's words; returns the exit code."""
-    step, underlying = errors.describe_error(error)
-    if verbose:
-        traceback.print_exception(type(error), error, error.__traceback__)
-    hint = "" if verbose else " (--verbose shows the traceback)"
-    if step is not None:
-        line, code = f"error in step '{step}': {underlying}{hint}", _EXIT_FAILED
-    elif isinstance(error, _BAD_INPUT):
-        message = errors.first_line(str(error)) or underlying
-        line, code = f"error: {message}", _EXIT_BAD_INPUT
-    else:
-        line, code = f"error: {underlying}{hint}", _EXIT_FAILED
-    print(f"{command}: {errors.in_flag_words(line)}", file=sys.stderr)
-    return code
+        os._exit(errors.EXIT_INTERRUPTED)
+    return errors.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -7,10 +7,15 @@ original error under all of that (``describe_error``), recognises Ctrl-C
 however Beam wrapped it (``is_interrupt``), keeps Beam's own report of a
 failing step off stderr (``quiet_step_failures``), and rewords the Python
 API's names of options as the command's flags (``in_flag_words``).
+
+``report`` prints an error in one line with its exit code (1: a failure,
+2: a mistake in the input); ``interrupted_lines`` says, in at most three
+lines, how far the output of a job stopped by Ctrl-C got (exit code 130).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import re
@@ -19,7 +24,24 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+from xarray_beam.model.units import format_bytes
+
+if TYPE_CHECKING:
+    from xarray_beam.programs.jobs import OutputState
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+# Errors in what the user asked for (raised before any pipeline step runs).
+BAD_INPUT = (
+    ValueError,
+    TypeError,
+    FileExistsError,
+    FileNotFoundError,
+    argparse.ArgumentTypeError,
+)
 
 # How Beam names the step an error happened in, at the end of its message.
 _STEP = re.compile(r"\s*\[while running '(?P<step>[^']*)'\]")
@@ -110,6 +132,64 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         seen.add(id(link))
         yield link
         link = link.__cause__ or link.__context__
+
+
+def interrupted_lines(command: str, state: OutputState | None) -> list[str]:
+    """What the command says when Ctrl-C stops it (at most three lines).
+
+    Example:
+      >>> from xarray_beam.programs.jobs import OutputState
+      >>> state = OutputState('p.zarr', 37, 120, 'p.zarr.tmp', 3 * 2**30, True)
+      >>> for line in interrupted_lines('xarray-beam rechunk', state):
+      ...     print(line)
+      xarray-beam rechunk: interrupted: 37 of 120 chunks written to p.zarr; ...
+      run the same command with --resume to finish, or delete both to start afresh
+    """
+    if state is None:
+        return [f"{command}: interrupted"]
+    if state.written is not None:
+        done = f"{state.written} of {state.expected} chunks written to {state.target}"
+    elif state.exists:
+        done = f"the setup of {state.target} had begun"
+    else:
+        done = f"nothing written to {state.target} yet"
+    leftovers = [state.target] if state.exists else []
+    if state.temp is not None:
+        done += (
+            f"; temporary data in {state.temp} ({format_bytes(state.temp_bytes or 0)})"
+        )
+        leftovers.append(state.temp)
+    if not leftovers:
+        return [f"{command}: interrupted before anything was written"]
+    delete = "both" if len(leftovers) == 2 else leftovers[0]
+    return [
+        f"{command}: interrupted: {done}",
+        f"run the same command with --resume to finish, or delete {delete} to "
+        f"start afresh",
+    ]
+
+
+def report(command: str, error: Exception, verbose: bool) -> int:
+    """Print the one-line report of an error (after its traceback, if
+    ``verbose``), in the command's words; returns the exit code: 1 for a
+    failing pipeline step or another failure, 2 for a mistake in the input.
+
+    Example:
+      ``sys.exit(report('xarray-beam info', error, verbose=False))``
+    """
+    step, underlying = describe_error(error)
+    if verbose:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    hint = "" if verbose else " (--verbose shows the traceback)"
+    if step is not None:
+        line, code = f"error in step '{step}': {underlying}{hint}", EXIT_FAILED
+    elif isinstance(error, BAD_INPUT):
+        message = first_line(str(error)) or underlying
+        line, code = f"error: {message}", EXIT_BAD_INPUT
+    else:
+        line, code = f"error: {underlying}{hint}", EXIT_FAILED
+    print(f"{command}: {in_flag_words(line)}", file=sys.stderr)
+    return code
 
 
 def is_interrupt(error: BaseException) -> bool:

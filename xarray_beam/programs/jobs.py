@@ -103,7 +103,9 @@ def output_state(
       ``output_state('pencils.zarr', ['t2m'], 'pencils.zarr.rechunk-temp')``
     """
     written = expected = None
-    exists = stores.store_state(target, storage_options) != "missing"
+    exists = False
+    with contextlib.suppress(Exception):
+        exists = stores.store_state(target, storage_options) != "missing"
     with contextlib.suppress(Exception):
         report = verify_zarr(target, storage_options=storage_options)
         arrays = [a for a in report.arrays if a.name in variables]
