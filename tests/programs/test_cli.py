@@ -1,7 +1,6 @@
 """The ``xarray-beam`` command: subcommands, errors, Beam flags, progress."""
 
 import argparse
-import io
 import os
 import shutil
 import subprocess
@@ -14,8 +13,8 @@ from apache_beam.options.pipeline_options import DirectOptions
 from helpers import assert_matches_oracle, climatology_oracle, read_tree
 
 from xarray_beam import synthetic
-from xarray_beam.beam import metrics, runners
-from xarray_beam.programs import cli, launch, progress
+from xarray_beam.beam import runners
+from xarray_beam.programs import cli, launch
 
 DATA_VARS = tuple(synthetic.DEFAULT_VARIABLES)
 SUBCOMMANDS = ("info", "plan", "rechunk", "climatology", "verify")
@@ -70,16 +69,6 @@ def test_help_exits_zero_and_shows_an_example(capsys, subcommand):
     if subcommand is None:
         for name in SUBCOMMANDS:
             assert name in out
-
-
-def test_info_prints_dims_variables_chunks_and_total_size(capsys, store, source):
-    assert run(["info", store]) == 0
-    out = capsys.readouterr().out
-    assert "dimensions: time=960, latitude=19, longitude=36" in out
-    for name in source.variables:
-        assert name in out
-    assert "chunks (24, 19, 36)" in out
-    assert f"total: {source.nbytes / 2**20:.1f} MiB" in out
 
 
 def test_plan_prints_the_plan_and_writes_nothing(capsys, monkeypatch, tmp_path, store):
@@ -494,45 +483,6 @@ def test_pipeline_options_keep_the_other_beam_flags():
     assert not launch.runs_in_process(options)
 
 
-def test_progress_final_line_shows_done_of_total_and_bytes():
-    stream = io.StringIO()
-    with progress.Progress(
-        8, "test_chunks", "test_bytes", "chunks", stream=stream, enabled=True
-    ):
-        metrics.count("test_chunks", 3)
-        metrics.count("test_chunks")
-        metrics.count("test_bytes", 2_500_000)
-    text = stream.getvalue()
-    assert text.endswith("\n")
-    final = text.rstrip("\n").split("\r")[-1]
-    assert "4/8 chunks" in final
-    assert "2.4 MiB" in final
-    assert "[##########..........]" in final
-
-
-def test_counts_outside_a_progress_do_not_reach_it():
-    stream = io.StringIO()
-    bar = progress.Progress(
-        5, "test_outside", "test_outside_bytes", stream=stream, enabled=True
-    )
-    with bar:
-        metrics.count("test_outside", 2)
-    metrics.count("test_outside", 100)
-    metrics.count("test_outside_bytes", 10**9)
-    assert "2/5 chunks" in bar.line()
-    assert "0 B at" in bar.line()
-
-
-def test_progress_writes_nothing_when_disabled():
-    # Disabled for runners outside this process, whose counts never arrive.
-    stream = io.StringIO()
-    with progress.Progress(
-        2, "test_quiet", "test_quiet_bytes", stream=stream, enabled=False
-    ):
-        metrics.count("test_quiet", 2)
-    assert stream.getvalue() == ""
-
-
 @pytest.mark.slow  # several pipelines
 def test_climatology_resume_restores_a_lost_chunk(capsys, tmp_path, store):
     target = str(tmp_path / "clim.zarr")
@@ -545,6 +495,15 @@ def test_climatology_resume_restores_a_lost_chunk(capsys, tmp_path, store):
     assert run(args) != 0  # without --resume the existing output is refused
     assert "already exists" in capsys.readouterr().err
     assert run([*args, "--resume"]) == 0, capsys.readouterr().err
+    (resumed,) = [
+        line for line in capsys.readouterr().out.splitlines() if "resumed" in line
+    ]
+    chunks = len(os.listdir(os.path.join(target, "2m_temperature", "c")))
+    total = chunks * len(DATA_VARS)
+    assert resumed == (
+        f"resumed: {total - 1} of {total} output chunks were already written "
+        f"(not written again)"
+    )
     assert run(["verify", target]) == 0
     assert read_tree(target) == complete
 
@@ -557,5 +516,12 @@ def test_rechunk_resume_restores_a_lost_chunk(capsys, tmp_path, store):
     complete = read_tree(target)
     os.remove(os.path.join(target, "2m_temperature", "c", "0", "1", "0"))
     assert run(["verify", target]) == 1
+    capsys.readouterr()
     assert run([*args, "--resume"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    (resumed,) = [line for line in out.splitlines() if "resumed" in line]
+    skipped, total = map(int, resumed.split()[1:4:2])
+    # One task writes the lost chunk again; the others were done.
+    assert resumed.endswith("tasks were already done (skipped)")
+    assert skipped == total - 1
     assert read_tree(target) == complete

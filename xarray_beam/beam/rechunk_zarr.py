@@ -160,6 +160,8 @@ class _RegionCopier:
         copied, missing = done
         metrics.count("rechunk_regions_copied")
         metrics.count("rechunk_bytes_copied", copied)
+        if not self._target.temporary:  # the last pass: the output's bytes
+            metrics.count("rechunk_bytes_written", copied)
         if missing:
             metrics.count("source_chunks_missing", missing)
         yield copied

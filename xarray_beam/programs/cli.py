@@ -4,46 +4,43 @@ Beam options go after ``--``, e.g.
 ``xarray-beam rechunk in.zarr out.zarr --target-chunks time=-1 -- --runner
 DataflowRunner --project my-project ...``.
 
-Errors are one line on stderr: mistakes in the input exit with code 2, a
-failing pipeline step (named, with the error underneath Beam's wrapping) or
-any other failure with 1, Ctrl-C with 130; ``--verbose`` shows the traceback.
+Everything the flags name is checked before anything is printed or run: the
+input is a Zarr store, dimensions, variables, groupings and statistics exist
+(with a suggestion for a near miss), the output may be written.
+
+Errors are one line on stderr, in the command's words (its flags, not the
+Python API's arguments): mistakes in the input exit with code 2, a failing
+pipeline step (named, with the error underneath Beam's wrapping) or any
+other failure with 1. Ctrl-C exits with 130 after at most three lines
+saying how far the output got and how to finish. ``--verbose`` shows the
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import re
+import os
 import sys
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from xarray_beam.io import stores, zarr_io
-from xarray_beam.model import routes
-from xarray_beam.model.units import format_bytes
-from xarray_beam.programs import launch
+from xarray_beam.beam.climatology import STANDARD_GROUPS
+from xarray_beam.io import zarr_io
+from xarray_beam.programs import checks, errors, launch, progress, store_info
 
 if TYPE_CHECKING:
     import xarray
-    import zarr
 
-_EXIT_FAILED = 1
-_EXIT_BAD_INPUT = 2
-_EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
-# Errors in what the user asked for (raised before any pipeline step runs).
-_BAD_INPUT = (
-    ValueError,
-    TypeError,
-    FileExistsError,
-    FileNotFoundError,
-    argparse.ArgumentTypeError,
-)
-# How Beam names the step an error happened in, at the end of its message.
-_STEP = re.compile(r"\s*\[while running '(?P<step>[^']*)'\]")
-_TRACEBACK = "Traceback (most recent call last):"
+
+_EXIT_BAD_INPUT = errors.EXIT_BAD_INPUT
+_EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as tools killed by it exit
 _VERBOSE_HELP = "show the full traceback of an error instead of one line"
+STATS = ("mean", "sum", "count", "min", "max", "var", "std")
+GROUPINGS = tuple(STANDARD_GROUPS)
+RECHUNK_MAX_MEM = 2**30
+CLIMATOLOGY_MAX_MEM = 2**28
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,73 +65,115 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _storage_options(args: argparse.Namespace) -> dict[str, str] | None:
+    return launch.parse_storage_options(args.storage_option)
+
+
 def _info(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    options = launch.parse_storage_options(args.storage_option)
-    dataset, chunks = zarr_io.open_zarr(args.store, **_kwargs(options))
-    group = stores.open_group(stores.normalize_store(args.store), "r", options)
-    print(f"{args.store}: Zarr format {group.metadata.zarr_format}")
-    print("dimensions: " + ", ".join(f"{d}={n}" for d, n in dataset.sizes.items()))
-    print(f"chunks to read it by: {chunks}")
-    print("variables:")
-    variables = cast("Mapping[str, xarray.Variable]", dataset.variables)
-    width = max((len(name) for name in variables), default=0)
-    for name, var in variables.items():
-        array = cast("zarr.Array | None", group.get(name))  # variables are arrays
-        layout = ""
-        if array is not None:
-            layout = f" chunks {tuple(array.chunks)}"
-            shards = getattr(array, "shards", None)
-            if shards:
-                layout += f" shards {tuple(shards)}"
-        kind = "coord" if name in dataset.coords else "data "
-        print(
-            f"  {kind} {name:<{width}}  {str(var.dtype):<15} {tuple(var.dims)}"
-            f"{layout}  {format_bytes(var.nbytes)}"
-        )
-    print(f"total: {format_bytes(dataset.nbytes)}")
+    options = _storage_options(args)
+    checks.check_source(args.store, options)
+    print(store_info.describe_store(args.store, options))
     return 0
+
+
+def _open_source(source: str, options: Mapping[str, str] | None) -> xarray.Dataset:
+    """The input (lazily), once it is known to be a Zarr store."""
+    checks.check_source(source, options)
+    kwargs = {"storage_options": dict(options)} if options else {}
+    return zarr_io.open_zarr(source, **kwargs)[0]
+
+
+def _check_dims(dataset: xarray.Dataset, args: argparse.Namespace) -> None:
+    dims = [str(d) for d in dataset.dims]
+    for flag in ("target_chunks", "target_shards", "read_chunks"):
+        given = getattr(args, flag, None)
+        if given:
+            checks.check_names(given, dims, "dimension", _flag(flag))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _say_sizes(args: argparse.Namespace) -> None:
+    """Say how sizes given in decimal units (or in none) were read."""
+    for name in ("max_mem", "min_mem"):
+        size = getattr(args, name, None)
+        echo = size.echo(_flag(name)) if size is not None else None
+        if echo:
+            print(echo)
+
+
+def _max_mem(args: argparse.Namespace, default: int) -> int:
+    return default if args.max_mem is None else args.max_mem.nbytes
+
+
+def _nbytes(size: launch.Size | None) -> int | None:
+    return None if size is None else size.nbytes
+
+
+def _check_output(args: argparse.Namespace, options: Mapping[str, str] | None) -> None:
+    checks.check_output(
+        args.source,
+        args.target,
+        mode=args.mode,
+        resume=args.resume,
+        storage_options=options,
+        temp_store=args.temp_store,
+    )
 
 
 def _plan(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from xarray_beam.beam import rechunk_zarr
+    from xarray_beam.programs import jobs
 
+    options = _storage_options(args)
+    _check_dims(_open_source(args.source, options), args)
     plan = rechunk_zarr.plan_store_rechunk(
         args.source,
         args.target_chunks,
-        args.max_mem,
-        args.min_mem,
+        _max_mem(args, RECHUNK_MAX_MEM),
+        _nbytes(args.min_mem),
         method=args.method,
         target_shards=args.target_shards,
-        storage_options=launch.parse_storage_options(args.storage_option),
+        storage_options=options,
     )
     reason = (
         "store to store through temporary stores, as `xarray-beam rechunk` runs it"
         if args.method == "storage"
         else "through Beam shuffles (Rechunk), for comparison"
     )
-    print(routes.RechunkRoute(args.method, args.target_chunks, reason, plan))
+    _say_sizes(args)
+    print(f"rechunk route: {args.method} ({reason})")
+    print(jobs.describe_plan(plan, _max_mem(args, RECHUNK_MAX_MEM)))
     return 0
 
 
 def _rechunk(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from xarray_beam.programs import jobs
 
+    options = _storage_options(args)
+    _check_dims(_open_source(args.source, options), args)
+    _check_output(args, options)
+    _say_sizes(args)
     jobs.rechunk_job(
         args.source,
         args.target,
         args.target_chunks,
-        args.max_mem,
+        _max_mem(args, RECHUNK_MAX_MEM),
         args.temp_store,
         beam_args=beam_args,
-        storage_options=launch.parse_storage_options(args.storage_option),
+        storage_options=options,
         mode=args.mode,
         num_threads=args.num_threads,
-        min_mem=args.min_mem,
+        min_mem=_nbytes(args.min_mem),
         target_shards=args.target_shards,
         zarr_format=args.zarr_format,
         keep_temp=args.keep_temp,
         resume=args.resume,
         missing_chunks=args.missing_chunks,
+        progress_style=args.progress,
+        progress_interval=args.progress_interval,
     )
     return 0
 
@@ -142,23 +181,40 @@ def _rechunk(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 def _climatology(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from xarray_beam.programs import jobs
 
+    options = _storage_options(args)
+    dataset = _open_source(args.source, options)
+    _check_dims(dataset, args)
+    if args.variables:
+        names = [str(n) for n in dataset.data_vars]
+        checks.check_names(args.variables, names, "data variable", "--variables")
+    if "time" not in dataset.dims:
+        raise ValueError(
+            f"a climatology groups along the dimension 'time', which {args.source} "
+            f"does not have (its dimensions: "
+            f"{', '.join(str(d) for d in dataset.dims)})"
+        )
+    _check_output(args, options)
+    _say_sizes(args)
     jobs.climatology_job(
         args.source,
         args.target,
         args.by,
         args.stat,
         read_chunks=args.read_chunks,
+        variables=args.variables,
         temp_store=args.temp_store,
-        max_mem=args.max_mem,
+        max_mem=_max_mem(args, CLIMATOLOGY_MAX_MEM),
         mode=args.mode,
         num_threads=args.num_threads,
         beam_args=beam_args,
-        storage_options=launch.parse_storage_options(args.storage_option),
+        storage_options=options,
         resume=args.resume,
         skipna=not args.keep_nan,
         min_count=args.min_count,
         ddof=args.ddof,
         missing_chunks=args.missing_chunks,
+        progress_style=args.progress,
+        progress_interval=args.progress_interval,
     )
     return 0
 
@@ -166,29 +222,48 @@ def _climatology(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 def _verify(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from xarray_beam.io.verify import verify_zarr
 
-    report = verify_zarr(
-        args.store,
-        decode=args.decode,
-        storage_options=launch.parse_storage_options(args.storage_option),
-    )
+    options = _storage_options(args)
+    checks.check_source(args.store, options)
+    report = verify_zarr(args.store, decode=args.decode, storage_options=options)
     print(report)
     return 0 if report.complete else 1
 
 
-def _kwargs(storage_options):
-    return {"storage_options": storage_options} if storage_options else {}
+def _choice(choices: Sequence[str], what: str):
+    """An argparse type that accepts one of ``choices``, suggesting the
+    likely one for a near miss."""
+
+    def parse(text: str) -> str:
+        try:
+            return checks.check_choice(text.strip(), choices, what)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _groupings(text: str) -> tuple[str, ...]:
+    names = launch.parse_names(text)
+    check = _choice(GROUPINGS, "grouping")
+    return tuple(check(name) for name in names)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``xarray-beam``."""
+    """The argument parser of ``xarray-beam``.
+
+    Example:
+      >>> build_parser().parse_args(['info', 'era5.zarr']).store
+      'era5.zarr'
+    """
     parser = _Parser(
         prog="xarray-beam",
         description="Beam pipelines over Zarr stores of xarray data: inspect, plan, "
         "rechunk, compute climatologies, verify. Beam options go after '--'. "
         "Errors are one line (exit code 2 for mistakes in the input, 1 for "
-        "failures, 130 when interrupted); --verbose shows the traceback.",
+        "failures, 130 when interrupted); --verbose shows the traceback. Sizes "
+        "print in binary units (KiB, MiB, GiB).",
         epilog="example: xarray-beam rechunk era5.zarr pencils.zarr --target-chunks "
-        "time=-1,latitude=23,longitude=45 --max-mem 256MB",
+        "time=-1,latitude=23,longitude=45 --max-mem 256MiB",
     )
     _add_verbose(parser, default=False)
     commands = parser.add_subparsers(
@@ -197,12 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser(
         "info",
-        help="dimensions, variables, chunks and sizes of a store",
+        help="dimensions, time range, variables, units, chunks, compression and "
+        "sizes of a store",
         epilog="example: xarray-beam info era5.zarr",
     )
     info.add_argument("store", help="path or URL of a Zarr store")
     _add_storage_options(info)
     info.set_defaults(func=_info)
+
+    def add_size(sub: argparse.ArgumentParser, flag: str, help: str) -> None:
+        sub.add_argument(flag, type=launch.Size.parse, metavar="SIZE", help=help)
 
     def add_rechunk_arguments(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -213,18 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
             help="new chunk size per dimension, -1 for whole (others keep their "
             "chunks), e.g. time=-1,latitude=23,longitude=45",
         )
-        sub.add_argument(
+        add_size(
+            sub,
             "--max-mem",
-            type=launch.parse_bytes,
-            default=2**30,
-            metavar="SIZE",
-            help="memory a task may use, counting its copies (default 1GiB)",
+            "memory a task may hold, counting its copies, e.g. 256MiB, 1GiB, 1G "
+            "(G, GB: 10^9 bytes; GiB: 2^30); default 1GiB. A worker needs its "
+            "baseline (about 350 MiB) on top",
         )
-        sub.add_argument(
+        add_size(
+            sub,
             "--min-mem",
-            type=launch.parse_bytes,
-            metavar="SIZE",
-            help="smallest piece worth moving (adds passes to keep pieces large)",
+            "smallest piece worth moving (adds passes to keep pieces large)",
         )
         sub.add_argument(
             "--target-shards",
@@ -238,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plan",
         help="print the rechunk plan of a store (runs nothing)",
         epilog="example: xarray-beam plan era5.zarr --target-chunks "
-        "time=-1,latitude=23,longitude=45 --max-mem 256MB",
+        "time=-1,latitude=23,longitude=45 --max-mem 256MiB",
     )
     plan.add_argument("source", help="path or URL of the Zarr store to rechunk")
     add_rechunk_arguments(plan)
@@ -255,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--mode",
             choices=("w-", "w", "r+"),
-            help="w- (default) refuses an existing output, w overwrites it, r+ "
+            help="w- (default) refuses an existing output, w replaces it, r+ "
             "writes into it",
         )
         sub.add_argument(
@@ -267,8 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--resume",
             action="store_true",
-            help="continue an interrupted run: write into the existing output, "
-            "skipping what is already there (creates it if missing)",
+            help="finish an interrupted run of the same command: write into the "
+            "existing output, skipping what is already there (creates it if "
+            "missing)",
         )
         sub.add_argument(
             "--missing-chunks",
@@ -278,12 +357,24 @@ def build_parser() -> argparse.ArgumentParser:
             "fill value and say how many), error (stop), fill (read it as the "
             "fill value, quietly)",
         )
+        sub.add_argument(
+            "--progress",
+            choices=progress.STYLES,
+            default="auto",
+            help="bar (redrawn in place, with the time left), lines (a plain line "
+            "every 30 s, for logs), none; default auto: a bar on a terminal, "
+            "lines otherwise",
+        )
+        # Seconds between progress lines; for tests.
+        sub.add_argument(
+            "--progress-interval", type=float, default=None, help=argparse.SUPPRESS
+        )
 
     rechunk = commands.add_parser(
         "rechunk",
         help="rechunk a Zarr store into a new one, with bounded memory",
         epilog="example: xarray-beam rechunk era5.zarr pencils.zarr --target-chunks "
-        "time=-1,latitude=23,longitude=45 --max-mem 256MB -- --runner DirectRunner",
+        "time=-1,latitude=23,longitude=45 --max-mem 256MiB -- --runner DirectRunner",
     )
     rechunk.add_argument("source", help="path or URL of the Zarr store to rechunk")
     rechunk.add_argument("target", help="path or URL of the new store")
@@ -305,15 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
     climatology.add_argument("target", help="path or URL of the new store")
     climatology.add_argument(
         "--by",
-        type=launch.parse_names,
+        type=_groupings,
         default=("month", "hour"),
         metavar="NAMES",
-        help="hour, month, dayofyear, season, or several, e.g. month,hour (default)",
+        help=f"{', '.join(GROUPINGS)}, or several, e.g. month,hour (default)",
     )
     climatology.add_argument(
         "--stat",
-        choices=("mean", "sum", "count", "min", "max", "var", "std"),
+        type=_choice(STATS, "statistic"),
         default="mean",
+        metavar="STAT",
+        help=f"{', '.join(STATS)} (default mean)",
+    )
+    climatology.add_argument(
+        "--variables",
+        type=launch.parse_names,
+        metavar="NAMES",
+        help="the data variables to compute it of, e.g. 2m_temperature (default all)",
     )
     climatology.add_argument(
         "--read-chunks",
@@ -321,12 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIM=SIZE,...",
         help="chunks to read (default: several stored chunks along time)",
     )
-    climatology.add_argument(
+    add_size(
+        climatology,
         "--max-mem",
-        type=launch.parse_bytes,
-        default=2**28,
-        metavar="SIZE",
-        help="partial results a worker holds before writing them out (256MiB)",
+        "partial results a worker holds before writing them out (default 256MiB)",
     )
     climatology.add_argument(
         "--keep-nan", action="store_true", help="let NaNs propagate (skipna=False)"
@@ -364,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example:
       ``main(['info', 'era5.zarr'])``
     """
+    the_command = argv is None  # not a call from Python: this process is ours
     argv = list(sys.argv[1:] if argv is None else argv)
     beam_args: list[str] = []
     if "--" in argv:
@@ -373,166 +471,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = f"xarray-beam {args.command}"
     try:
-        with contextlib.nullcontext() if args.verbose else _quiet_step_failures():
+        with contextlib.nullcontext() if args.verbose else errors.quiet_step_failures():
             return args.func(args, beam_args)
-    except KeyboardInterrupt:
-        return _interrupted(command, args.verbose)
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(command, interrupt, args.verbose, the_command)
+    except BrokenPipeError:  # e.g. `xarray-beam plan ... | head`
+        _silence_stdout()
+        return _EXIT_BROKEN_PIPE
     except Exception as error:  # reported in one line; --verbose shows it all
-        return _report(command, error, args.verbose)
+        if errors.is_interrupt(error):
+            return _interrupted(command, error, args.verbose, the_command)
+        return errors.report(command, error, args.verbose)
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.flush()
 
 
-def _interrupted(command: str, verbose: bool) -> int:
-    if verbose:
-        traceback.print_exc()
-    print(f"{command}: interrupted", file=sys.stderr)
-    return _EXIT_INTERRUPTED
+def _silence_stdout() -> None:
+    """Send what is left of stdout (and its flush at exit) nowhere: whoever
+    read it (``head``) has stopped reading."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _report(command: str, error: Exception, verbose: bool) -> int:
-    """Print the one-line report of an error (after its traceback, if
-    ``verbose``); returns the exit code."""
-    step, underlying = _describe_error(error)
-    if _is_interrupt(error, underlying):
-        return _interrupted(command, verbose)
+def _interrupted(
+    command: str, error: BaseException, verbose: bool, exit_now: bool = False
+) -> int:
+    """Say, in at most three lines, that Ctrl-C stopped the command, how far
+    its output got and how to finish; returns the exit code, or with
+    ``exit_now`` ends the process with it."""
     if verbose:
         traceback.print_exception(type(error), error, error.__traceback__)
-    hint = "" if verbose else " (--verbose shows the traceback)"
-    if step is not None:
-        line, code = f"error in step '{step}': {underlying}{hint}", _EXIT_FAILED
-    elif isinstance(error, _BAD_INPUT):
-        line, code = f"error: {_first_line(str(error)) or underlying}", _EXIT_BAD_INPUT
-    else:
-        line, code = f"error: {underlying}{hint}", _EXIT_FAILED
-    print(f"{command}: {line}", file=sys.stderr)
-    return code
-
-
-def _describe_error(error: BaseException) -> tuple[str | None, str]:
-    r"""The pipeline step an error happened in and the error itself, in one line.
-
-    Beam reports a failing step by appending ``[while running 'Step']`` to the
-    message of an exception of the same type, or of a ``RuntimeError`` when it
-    cannot make one; runners with workers put the worker's traceback, as text,
-    in the message of a ``RuntimeError``. This finds the step and the original
-    ``Type: message`` (its first line) under any of these.
-
-    Returns:
-      The name of the step (None if the error names no step) and the error.
-
-    Example:
-      >>> _describe_error(ValueError("bad chunk [while running 'Write']"))
-      ('Write', 'ValueError: bad chunk')
-      >>> _describe_error(RuntimeError('Traceback (most recent call last):\n'
-      ...     '  File "x.py", line 1, in f\n'
-      ...     "OSError: disk full [while running 'Copy']"))
-      ('Copy', 'OSError: disk full')
-      >>> _describe_error(OSError('no space\nleft'))
-      (None, 'OSError: no space')
-    """
-    for link in _chain(error):
-        text = str(link)
-        found = list(_STEP.finditer(text))
-        if found:
-            return found[-1]["step"], _underlying(link, text[: found[-1].start()])
-    return None, _one_line(type(error).__name__, str(error))
-
-
-def _underlying(error: BaseException, text: str) -> str:
-    """``Type: message`` of the error Beam wrapped in ``error``, whose message
-    without the step is ``text``."""
-    if _TRACEBACK in text:  # a worker's traceback: the error follows its frames
-        tail = text[text.rindex(_TRACEBACK) + len(_TRACEBACK) :]
-        for line in tail.splitlines():
-            if line.strip() and not line[0].isspace():
-                return line.strip()
-    original = error.__cause__ or error.__context__
-    if original is not None:  # in this process: the error Beam caught
-        only = traceback.format_exception_only(type(original), original)
-        if text.strip() in (str(original).strip(), only[-1].strip()):
-            return _one_line(type(original).__name__, str(original))
-    return _one_line(type(error).__name__, text)
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The error, then the errors it was raised from or while handling."""
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__
-
-
-def _is_interrupt(error: BaseException, underlying: str) -> bool:
-    """Whether the error is Ctrl-C, as Beam wraps it."""
-    if any(isinstance(link, KeyboardInterrupt) for link in _chain(error)):
-        return True
-    name = underlying.split(":", 1)[0]
-    return name == "KeyboardInterrupt" or name.endswith(".KeyboardInterrupt")
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-def _one_line(name: str, message: str) -> str:
-    first = _first_line(message)
-    return f"{name}: {first}" if first else name
-
-
-class _StepFailureFilter(logging.Filter):
-    """Drops Beam's log records of a failing step, which the command reports."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-            return False
-        try:
-            text = record.getMessage()
-        except Exception:  # a record that cannot be formatted is not ours
-            return True
-        return "[while running " not in text
-
-
-class _StderrWithoutStepTracebacks:
-    """Stderr, less the tracebacks of failing steps Beam's workers print to it
-    (``multi_threading`` mode)."""
-
-    def __init__(self, stream: TextIO):
-        self._stream = stream
-        self._skip_newline = False
-
-    def write(self, text: str) -> int:
-        if _TRACEBACK in text and "[while running " in text:
-            self._skip_newline = True  # print() writes the end of line apart
-            return len(text)
-        if self._skip_newline and text == "\n":
-            self._skip_newline = False
-            return len(text)
-        self._skip_newline = False
-        return self._stream.write(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-@contextlib.contextmanager
-def _quiet_step_failures() -> Iterator[None]:
-    """Keep Beam from logging or printing a failing step's traceback to stderr
-    (the command reports the failure in one line)."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig()  # as Beam's Pipeline does; the filter needs it
-    handlers = list(root.handlers)
-    step_failures = _StepFailureFilter()
-    for handler in handlers:
-        handler.addFilter(step_failures)
-    stderr = cast("TextIO", _StderrWithoutStepTracebacks(sys.stderr))
-    try:
-        with contextlib.redirect_stderr(stderr):
-            yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(step_failures)
+    state = getattr(error, "state", None)
+    for line in errors.interrupted_lines(command, state):
+        print(line, file=sys.stderr)
+    if exit_now:
+        # Beam's threads may still be in the middle of bundles: Python would
+        # wait for them at exit (a second Ctrl-C then prints a traceback) and
+        # they would log what the interrupt broke. Chunk files are written
+        # atomically, so stopping them now loses nothing.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(errors.EXIT_INTERRUPTED)
+    return errors.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -49,16 +50,54 @@ def describe_runner(runner: str, beam_args: Sequence[str]) -> str:
 
 
 def parse_bytes(text: str) -> int:
-    """A number of bytes from text such as '256MB', '1GiB' or '5e8'.
+    """A number of bytes from text such as '256MB', '1GiB', '1G' or '5e8'
+    (see ``units.parse_size``).
 
     Example:
-      >>> parse_bytes('256MiB'), parse_bytes('1.5GB')
-      (268435456, 1500000000)
+      >>> parse_bytes('256MiB'), parse_bytes('1.5GB'), parse_bytes('1G')
+      (268435456, 1500000000, 1000000000)
     """
     try:
         return units.parse_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """A size given in a flag: the text, and the bytes it was read as.
+
+    Example:
+      >>> Size.parse('1GB').nbytes
+      1000000000
+    """
+
+    text: str
+    nbytes: int
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        """Read a size as ``parse_bytes`` does (for argparse's ``type``)."""
+        return cls(text.strip(), parse_bytes(text))
+
+    def echo(self, flag: str) -> str | None:
+        """How the size was read, when the text is not in binary units (the
+        units sizes print in); None when it is.
+
+        Example:
+          >>> Size.parse('1GB').echo('--max-mem')
+          'read --max-mem 1GB as 953.7 MiB (kB, MB, GB: powers of 1000; ...)'
+          >>> Size.parse('256MiB').echo('--max-mem') is None
+          True
+        """
+        if self.text.lower().endswith("ib"):
+            return None
+        decimal = any(c in "kKmMgGtT" for c in self.text)
+        note = " (kB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024)"
+        return (
+            f"read {flag} {self.text} as {units.format_bytes(self.nbytes)}"
+            f"{note if decimal else ''}"
+        )
 
 
 def parse_chunks(text: str) -> dict[str, int]:
