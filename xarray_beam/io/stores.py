@@ -105,6 +105,8 @@ def check_mode(
     store: str | zarr.abc.store.Store,
     mode: Mode,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    state: State | None = None,
 ) -> None:
     """Raise if writing with ``mode`` could damage what is at ``store``.
 
@@ -116,8 +118,11 @@ def check_mode(
       FileExistsError: for ``'w-'`` if something is already there, or for
         ``'w'`` if the location holds data that is not a Zarr store.
       FileNotFoundError: for ``'r+'`` if there is no Zarr store.
+
+    ``state``: the store's ``store_state``, if the caller just looked.
     """
-    state = store_state(store, storage_options)
+    if state is None:
+        state = store_state(store, storage_options)
     name = describe(store)
     if mode == "w-" and state in ("zarr", "other"):
         raise FileExistsError(

@@ -445,9 +445,9 @@ def setup(template: xarray.Dataset, options: WriteOptions) -> layout_lib.ZarrTar
         # A new store, or one this job began to set up: nothing was written
         # into it yet (writes wait for the setup to finish), so start afresh.
         if not ours:
-            stores.check_mode(store, options.mode, storage_options)
+            stores.check_mode(store, options.mode, storage_options, state=state)
         assert planned is not None and wanted is not None  # not mode 'r+'
-        _create(template, planned, options, wanted)
+        _create(template, planned, options, wanted, empty=state == "missing")
     target = target_from_store(template, options, options.job)
     if options.mode == "r+" and options.zarr_chunks:
         _check_chunks_match(target, options)
@@ -459,8 +459,12 @@ def _create(
     planned: layout_lib.ZarrTarget,
     options: WriteOptions,
     record: job_records.JobRecord,
+    empty: bool = False,
 ) -> None:
     """Create a store's metadata, its record first, ``setup_done`` last.
+
+    ``empty``: nothing is at the location yet, so there is nothing to clear
+    (on object storage, clearing lists and deletes, twice, through zarr).
 
     Staged locally, the metadata is made the same way in a temporary
     directory and copied over (see ``staging``) once the store's root and
@@ -474,7 +478,7 @@ def _create(
         warnings.filterwarnings("ignore", message="Consolidated metadata")
         # Empty the location (and create the root group), then say whose it is
         # before any array exists, so an interrupted setup is recognisable.
-        _start(store, zarr_format, record, storage_options)
+        _start(store, zarr_format, record, storage_options, clear=not empty)
         if staging.wanted(store, options.stage_locally):
             with tempfile.TemporaryDirectory(prefix="xarray_beam-setup-") as local:
                 _start(local, zarr_format, record, None)
@@ -493,12 +497,15 @@ def _start(
     zarr_format: Literal[2, 3],
     record: job_records.JobRecord,
     storage_options: Mapping[str, Any] | None,
+    clear: bool = True,
 ) -> None:
-    """Empty the location, create its root group and write the record."""
+    """Empty the location (unless ``clear`` is False: nothing is there),
+    create its root group and write the record."""
     kwargs: dict[str, Any] = (
         {"storage_options": dict(storage_options)} if storage_options else {}
     )
-    zarr.open_group(store, mode="w", zarr_format=zarr_format, **kwargs)
+    mode = "w" if clear else "w-"
+    zarr.open_group(store, mode=mode, zarr_format=zarr_format, **kwargs)
     job_records.write(store, record, storage_options)
 
 
