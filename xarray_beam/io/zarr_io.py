@@ -504,7 +504,7 @@ def _start(
     kwargs: dict[str, Any] = (
         {"storage_options": dict(storage_options)} if storage_options else {}
     )
-    mode = "w" if clear else "w-"
+    mode: Literal["w", "w-"] = "w" if clear else "w-"
     zarr.open_group(store, mode=mode, zarr_format=zarr_format, **kwargs)
     job_records.write(store, record, storage_options)
 
