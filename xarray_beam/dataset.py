@@ -1555,7 +1555,43 @@ class Dataset:
         return result
 
 
-class GroupBy:
+class _Reductions:
+    """The reductions of a groupby, resample or coarsen, each a
+    ``_reduce(stat)``; the options they take are the class's."""
+
+    def _reduce(self, stat: str, **kwargs: Any) -> Dataset:
+        raise NotImplementedError
+
+    def mean(self, **kwargs: Any) -> Dataset:
+        """Mean of each group, period or window."""
+        return self._reduce("mean", **kwargs)
+
+    def sum(self, **kwargs: Any) -> Dataset:
+        """Sum of each group, period or window (``min_count`` applies)."""
+        return self._reduce("sum", **kwargs)
+
+    def count(self, **kwargs: Any) -> Dataset:
+        """Valid (non-NaN) values in each group, period or window."""
+        return self._reduce("count", **kwargs)
+
+    def min(self, **kwargs: Any) -> Dataset:
+        """Minimum of each group, period or window."""
+        return self._reduce("min", **kwargs)
+
+    def max(self, **kwargs: Any) -> Dataset:
+        """Maximum of each group, period or window."""
+        return self._reduce("max", **kwargs)
+
+    def var(self, **kwargs: Any) -> Dataset:
+        """Variance of each group, period or window (``ddof``)."""
+        return self._reduce("var", **kwargs)
+
+    def std(self, **kwargs: Any) -> Dataset:
+        """Standard deviation of each group, period or window (``ddof``)."""
+        return self._reduce("std", **kwargs)
+
+
+class GroupBy(_Reductions):
     """The result of ``Dataset.groupby``: call a reduction on it."""
 
     def __init__(self, dataset: Dataset, group: str | Sequence[str]):
@@ -1590,73 +1626,9 @@ class GroupBy:
     def _reduce(self, stat: str, **kwargs) -> Dataset:
         return self.dataset.climatology(self.by, stat, dim=self.dim, **kwargs)
 
-    def mean(self, **kwargs: Any) -> Dataset:
-        """Mean of each group (options as for ``Dataset.climatology``)."""
-        return self._reduce("mean", **kwargs)
-
-    def sum(self, **kwargs: Any) -> Dataset:
-        """Sum of each group."""
-        return self._reduce("sum", **kwargs)
-
-    def count(self, **kwargs: Any) -> Dataset:
-        """Valid values in each group."""
-        return self._reduce("count", **kwargs)
-
-    def min(self, **kwargs: Any) -> Dataset:
-        """Minimum of each group."""
-        return self._reduce("min", **kwargs)
-
-    def max(self, **kwargs: Any) -> Dataset:
-        """Maximum of each group."""
-        return self._reduce("max", **kwargs)
-
-    def var(self, **kwargs: Any) -> Dataset:
-        """Variance of each group."""
-        return self._reduce("var", **kwargs)
-
-    def std(self, **kwargs: Any) -> Dataset:
-        """Standard deviation of each group."""
-        return self._reduce("std", **kwargs)
-
 
 # Suggested resample frequencies for time components groupby refuses.
 _PER_PERIOD = {"date": "1D", "day": "1D", "year": "YS"}
-
-
-class _Reductions:
-    """The reductions of a resample or coarsen, each a ``_reduce(stat)``; the
-    options they take are the class's."""
-
-    def _reduce(self, stat: str, **kwargs: Any) -> Dataset:
-        raise NotImplementedError
-
-    def mean(self, **kwargs: Any) -> Dataset:
-        """Mean of each period (or window)."""
-        return self._reduce("mean", **kwargs)
-
-    def sum(self, **kwargs: Any) -> Dataset:
-        """Sum of each period or window (``min_count`` applies)."""
-        return self._reduce("sum", **kwargs)
-
-    def count(self, **kwargs: Any) -> Dataset:
-        """Valid (non-NaN) values in each period or window."""
-        return self._reduce("count", **kwargs)
-
-    def min(self, **kwargs: Any) -> Dataset:
-        """Minimum of each period or window."""
-        return self._reduce("min", **kwargs)
-
-    def max(self, **kwargs: Any) -> Dataset:
-        """Maximum of each period or window."""
-        return self._reduce("max", **kwargs)
-
-    def var(self, **kwargs: Any) -> Dataset:
-        """Variance of each period or window (``ddof``)."""
-        return self._reduce("var", **kwargs)
-
-    def std(self, **kwargs: Any) -> Dataset:
-        """Standard deviation of each period or window (``ddof``)."""
-        return self._reduce("std", **kwargs)
 
 
 class DatasetResample(_Reductions):
