@@ -85,6 +85,13 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> No
         time.sleep(0.02)
 
 
+def _ctrl_c_delivered() -> None:
+    """In the child: Ctrl-C acts as on a terminal. A test run started in the
+    background by a non-interactive shell (as CI may start it) has SIGINT
+    ignored, which children inherit and Python then respects."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(argv: list[str], started) -> tuple[int, str]:
     """Run the command until ``started()``, press Ctrl-C; its exit code and
     stderr."""
@@ -94,6 +101,7 @@ def interrupt(argv: list[str], started) -> tuple[int, str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a process group of its own, as in a shell
+        preexec_fn=_ctrl_c_delivered,
     )
     try:
         wait_for(started, process)
