@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -259,13 +261,18 @@ _REDUCTION_ARGS = f"""
 
 
 def _with_args(doc: str | None, args: str) -> str:
-    """A class docstring with an Args section inserted before its example."""
-    doc = (doc or "").rstrip()
-    marker = "\n\n    Example:"
+    """A class docstring with an Args section inserted before its example.
+
+    Both are dedented first: Python 3.13 dedents docstrings when compiling,
+    earlier versions keep their indentation.
+    """
+    doc = inspect.cleandoc(doc or "")
+    args = textwrap.dedent(args).strip()
+    marker = "\n\nExample:"
     if marker in doc:
         head, tail = doc.split(marker, 1)
-        return f"{head}\n{args.rstrip()}{marker}{tail}\n    "
-    return f"{doc}\n{args.rstrip()}\n    "
+        return f"{head}\n\n{args}{marker}{tail}\n"
+    return f"{doc}\n\n{args}\n"
 
 
 class Reduction(beam.PTransform):
