@@ -117,10 +117,16 @@ def test_chunks_and_partials_travel_with_their_coders(tmp_path):
         beam.coders.registry.get_coder(chunks.element_type).value_coder(),
         DatasetCoder,
     )
-    partials = climatology.producer.inputs[0]
-    while not partials.producer.full_label.endswith("ReduceGroups"):
-        partials = partials.producer.inputs[0]
+    daily = chunks | xbeam.Resample("1D", "max", template=ds)
+    for result, step in ((climatology, "ReduceGroups"), (daily, "ReducePeriods")):
+        partials = result.producer.inputs[0]
+        while not partials.producer.full_label.endswith(step):
+            partials = partials.producer.inputs[0]
+        assert isinstance(
+            beam.coders.registry.get_coder(partials.element_type).value_coder(),
+            PartialCoder,
+        )
     assert isinstance(
-        beam.coders.registry.get_coder(partials.element_type).value_coder(),
-        PartialCoder,
+        beam.coders.registry.get_coder(daily.element_type).value_coder(),
+        DatasetCoder,
     )

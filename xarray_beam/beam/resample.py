@@ -24,13 +24,11 @@ import apache_beam as beam
 import numpy as np
 import xarray
 
-from xarray_beam.beam import combiners, threadmap
+from xarray_beam.beam import coders, combiners, threadmap
 from xarray_beam.model import periods as periods_lib
 from xarray_beam.model import reductions, templates, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Reducer
-
-_KEYED = beam.typehints.Tuple[Key, beam.typehints.Any]
 
 
 def _offsets_coord(periods: periods_lib.Periods) -> xarray.Variable:
@@ -366,7 +364,7 @@ class Resample(beam.PTransform):
                     _ReducePeriods(self.reducer, self.periods, self.times),
                     self.num_threads,
                 )
-            ).with_output_types(_KEYED)
+            ).with_output_types(coders.KEYED_PARTIAL)
             | "Combine"
             >> combiners.choose_merge(
                 pcoll.pipeline,
@@ -378,5 +376,7 @@ class Resample(beam.PTransform):
                 self._estimate,
             )
             | "Finish"
-            >> beam.Map(_Finish(self.periods, self._template)).with_output_types(_KEYED)
+            >> beam.Map(_Finish(self.periods, self._template)).with_output_types(
+                coders.KEYED_DATASET
+            )
         )
