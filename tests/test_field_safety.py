@@ -32,7 +32,7 @@ from helpers import read_tree
 import xarray_beam as xb
 from xarray_beam import synthetic
 from xarray_beam.beam import runners
-from xarray_beam.io import files, locations, region_io
+from xarray_beam.io import files, locations, region_io, staging
 from xarray_beam.io._direct import chunk_files
 from xarray_beam.model.key import Key
 from xarray_beam.programs import cli, jobs
@@ -255,20 +255,20 @@ def _lose_a_chunk(store: str, name: str) -> str:
 
 class _Interrupt:
     """Makes the metadata setup fail once, after the store's record and root
-    were written, as a kill or a full disk would."""
+    were written and before its arrays were, as a kill or a full disk would."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        real = xarray.Dataset.to_zarr
+        real = staging.copy_into
 
-        def to_zarr(dataset, *args, **kwargs):
-            if kwargs.get("mode") == "a" and kwargs.get("compute") is False:
-                self.calls += 1
+        def copy_into(local_dir, *args, **kwargs):
+            if set(os.listdir(local_dir)) - {"xarray_beam", "zarr.json", ".zgroup"}:
+                self.calls += 1  # the copy that brings the arrays
                 if self.calls == 1:
                     raise OSError(28, "No space left on device (simulated)")
-            return real(dataset, *args, **kwargs)
+            return real(local_dir, *args, **kwargs)
 
-        monkeypatch.setattr(xarray.Dataset, "to_zarr", to_zarr)
+        monkeypatch.setattr(staging, "copy_into", copy_into)
 
 
 def test_a_rechunk_whose_setup_was_interrupted_resumes(source, tmp_path, monkeypatch):

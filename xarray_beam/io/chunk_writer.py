@@ -219,10 +219,12 @@ class ChunkWriter:
             if self._token != target.token:
                 if self._guard:
                     group = write_guard.open_guarded_group(
-                        self._store, self._storage_options
+                        self._store, self._storage_options, target.zarr_format
                     )
                 else:
-                    group = stores.open_group(self._store, "r+", self._storage_options)
+                    group = stores.open_group(
+                        self._store, "r+", self._storage_options, target.zarr_format
+                    )
                 self._writers = {
                     name: ArrayWriter(
                         cast(zarr.Array, group[name]),

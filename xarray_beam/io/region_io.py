@@ -29,9 +29,9 @@ from typing import Any, Literal, cast
 import numpy as np
 import zarr
 import zarr.storage
-from zarr.buffer import cpu, default_buffer_prototype
+from zarr.buffer import cpu
 
-from xarray_beam.io import _direct, compat, files, threads, verify
+from xarray_beam.io import _direct, compat, files, stores, threads, verify
 
 Region = tuple[slice, ...]
 
@@ -209,7 +209,7 @@ class _Objects:
         """
         if self.root is None:
             key = self.key(index)
-            found = compat.run(self._store.get(key, default_buffer_prototype()))
+            found = compat.run(stores.fetch(self._store, key))
             if found is None:
                 return False
             use(found.as_numpy_array())

@@ -21,9 +21,8 @@ from typing import Any
 import zarr
 import zarr.abc.store
 import zarr.storage
-from zarr.buffer import default_buffer_prototype
 
-from xarray_beam.io import files
+from xarray_beam.io import files, stores
 
 _METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
@@ -38,6 +37,7 @@ class GuardedStore(zarr.storage.WrapperStore):
     Example:
       >>> import tempfile
       >>> from xarray_beam.io.compat import run
+      >>> from zarr.buffer import default_buffer_prototype
       >>> store = GuardedStore(zarr.storage.LocalStore(tempfile.mkdtemp()))
       >>> data = default_buffer_prototype().buffer.from_bytes(b'abc')
       >>> for value in (data, data):  # a retried write: fine
@@ -62,11 +62,12 @@ class GuardedStore(zarr.storage.WrapperStore):
                 return
             except FileExistsError:
                 pass
-        elif not await self._store.exists(key):
-            await self._store.set(key, value)
-            return
-        existing = await self._store.get(key, prototype=default_buffer_prototype())
-        if existing is None:  # removed meanwhile: write it
+        # Elsewhere (object storage), one GET both asks whether the object
+        # exists and fetches what to compare with: an existence check first
+        # (s3fs: a HEAD, then a listing when the HEAD finds nothing) would be
+        # two more round trips before every write.
+        existing = await stores.fetch(self._store, key)
+        if existing is None:
             await self._store.set(key, value)
             return
         if not same_contents(existing.to_bytes(), value.to_bytes()):
@@ -101,9 +102,12 @@ def same_contents(a: bytes, b: bytes) -> bool:
 
 
 def open_guarded_group(
-    store: str | zarr.abc.store.Store, storage_options: Mapping[str, Any] | None
+    store: str | zarr.abc.store.Store,
+    storage_options: Mapping[str, Any] | None,
+    zarr_format: int | None = None,
 ) -> zarr.Group:
-    """The root group of a store, opened for writing through a GuardedStore."""
+    """The root group of a store, opened for writing through a GuardedStore
+    (``zarr_format``: as for ``stores.open_group``)."""
     if isinstance(store, zarr.abc.store.Store):
         inner = store
     elif "://" in store or store.startswith("memory:"):
@@ -112,4 +116,5 @@ def open_guarded_group(
         )
     else:
         inner = zarr.storage.LocalStore(store, read_only=False)
-    return zarr.open_group(GuardedStore(inner), mode="r+")
+    kwargs: dict[str, Any] = {} if zarr_format is None else {"zarr_format": zarr_format}
+    return zarr.open_group(GuardedStore(inner), mode="r+", **kwargs)
