@@ -2,7 +2,8 @@
 
 Loading and writing chunks spend most of their time waiting on storage, so
 a worker keeps a few of them in flight instead of one. At most
-``num_threads`` elements are held at any moment, which bounds memory.
+``num_threads`` elements are held at any moment, which bounds memory; the
+next element starts as soon as any of them is done.
 """
 
 from __future__ import annotations
@@ -58,17 +59,33 @@ class ThreadMap(beam.DoFn):
             return
         future = self._executor.submit(self._run, element, args)
         self._pending.append((future, window, timestamp))
-        while len(self._pending) >= self._num_threads:
-            yield from self._emit_oldest()
+        if len(self._pending) >= self._num_threads:
+            yield from self._emit_finished()
 
     def finish_bundle(self):
         while self._pending:
-            yield from self._emit_oldest()
+            yield from self._emit_finished()
 
-    def _emit_oldest(self):
-        future, window, timestamp = self._pending.popleft()
-        for output in future.result():
-            yield WindowedValue(output, timestamp, [window])
+    def _emit_finished(self):
+        """Wait until an element is done, then emit every finished one.
+
+        Whichever finishes first frees its thread for the next element:
+        waiting for the oldest instead would leave a thread idle for as long
+        as a slow element outlasts a quick one (regions of unequal size).
+        """
+        concurrent.futures.wait(
+            [future for future, _, _ in self._pending],
+            return_when=concurrent.futures.FIRST_COMPLETED,
+        )
+        running: collections.deque = collections.deque()
+        while self._pending:
+            future, window, timestamp = self._pending.popleft()
+            if not future.done():
+                running.append((future, window, timestamp))
+                continue
+            for output in future.result():
+                yield WindowedValue(output, timestamp, [window])
+        self._pending = running
 
 
 class ThreadMapWithSideInput(ThreadMap):
