@@ -6,6 +6,13 @@ import re
 import numpy as np
 import xarray
 
+import xarray_beam as xb
+
+# Under the default cost model a pass costs a quarter of a second, so the tiny
+# stores of tests are rechunked in one pass; tests of temporary stores and
+# multi-pass plans take passes for free to get them.
+FREE_PASSES = xb.CostModel(per_pass=0)
+
 
 def read_tree(path) -> dict[str, bytes]:
     """Every file below ``path`` as relative path -> bytes, to check that

@@ -19,17 +19,18 @@ import tempfile
 
 import pytest
 from apache_beam.portability.api import beam_runner_api_pb2
-from helpers import read_tree
+from helpers import FREE_PASSES, read_tree
 
 from xarray_beam import synthetic
+from xarray_beam.beam import rechunk_zarr
 
 pytestmark = pytest.mark.slow  # package builds for Dataflow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 PENCILS = "time=-1,latitude=5,longitude=9"
-# With time chunks of 6 (48 hours on the 10 degree grid), this budget gives a
-# two-pass plan for PENCILS.
+# With time chunks of 6 (48 hours on the 10 degree grid) and free passes, this
+# budget gives a two-pass plan for PENCILS.
 TWO_PASS_MEM = "200000"
 _LOOPBACK_NAMES = {"localhost"}
 
@@ -219,8 +220,17 @@ def test_climatology_example_builds_a_dataflow_job_without_network(
 
 
 def test_rechunk_example_builds_a_dataflow_job_with_a_step_per_planned_pass(
-    blocked_connections, run_example, source_store, package_copy, tmp_path, capsys
+    blocked_connections,
+    run_example,
+    source_store,
+    package_copy,
+    tmp_path,
+    capsys,
+    monkeypatch,
 ):
+    # The default costs rechunk this tiny store in one pass; free passes give
+    # the two-pass plan whose steps this test follows.
+    monkeypatch.setattr(rechunk_zarr, "cost_model_for", lambda *_: FREE_PASSES)
     output_dir = tmp_path / "out"
     output = output_dir / "pencils.zarr"
     source_before = read_tree(source_store)

@@ -15,7 +15,7 @@ import pytest
 import xarray
 import zarr
 import zarr.storage
-from helpers import read_tree
+from helpers import FREE_PASSES, read_tree
 
 import xarray_beam as xb
 from xarray_beam.beam import rechunk_zarr
@@ -194,7 +194,7 @@ def rows(tmp_path) -> str:
 
 
 def test_rechunk_zarr_needs_a_temp_store_for_these_rows(rows):
-    plan = xb.plan_store_rechunk(rows, COLUMNS, TWO_PASS_MEM)
+    plan = xb.plan_store_rechunk(rows, COLUMNS, TWO_PASS_MEM, cost_model=FREE_PASSES)
     assert [len(p.stages) for p in plan.plans] == [2]
 
 
@@ -249,7 +249,7 @@ def test_rechunk_zarr_keeps_the_temp_store_when_a_pass_fails(
     monkeypatch.setattr(rechunk_zarr._RegionCopier, "__call__", fail_into_the_target)
     target = str(tmp_path / "out.zarr")
     with pytest.raises(Exception, match="disk full"):
-        xb.rechunk_zarr(rows, target, COLUMNS, TWO_PASS_MEM)
+        xb.rechunk_zarr(rows, target, COLUMNS, TWO_PASS_MEM, cost_model=FREE_PASSES)
     temp = zarr.open_group(target + ".rechunk-temp", mode="r")
     assert temp.attrs[temp_stores.MARKER]
     np.testing.assert_array_equal(

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import xarray
 import zarr
-from helpers import read_tree
+from helpers import FREE_PASSES, read_tree
 
 import xarray_beam as xb
 from xarray_beam import synthetic
@@ -198,7 +198,9 @@ def test_rechunk_zarr_turns_pencils_into_pancakes_through_a_temp_store(tmp_path)
     target = str(tmp_path / "dst.zarr")
     pancake_chunks = {"time": 6, "latitude": -1, "longitude": -1}
 
-    plan = xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000)
+    plan = xb.rechunk_zarr(
+        source, target, pancake_chunks, max_mem=100_000, cost_model=FREE_PASSES
+    )
 
     assert len(plan.plans[0].stages) > 1
     _assert_rechunked(source, target, pancake_chunks)
@@ -219,7 +221,9 @@ def test_rechunk_zarr_copies_variables_of_mixed_dims(tmp_path, mixed_dataset):
     )
     target_chunks = {"time": -1, "latitude": 3}
 
-    plan = xb.rechunk_zarr(source, target, target_chunks, max_mem=2000)
+    plan = xb.rechunk_zarr(
+        source, target, target_chunks, max_mem=2000, cost_model=FREE_PASSES
+    )
 
     assert len(plan.plan_for("t2m").stages) > 1
     assert len(plan.plan_for("count").stages) == 1
@@ -322,7 +326,9 @@ def test_rechunk_zarr_keeps_source_chunks_of_dims_not_named(tmp_path, pancakes):
 def test_rechunk_zarr_removes_the_default_temp_store(tmp_path, fine_pancakes):
     target = str(tmp_path / "dst.zarr")
 
-    plan = xb.rechunk_zarr(fine_pancakes, target, PENCILS, max_mem=TWO_PASS_MEM)
+    plan = xb.rechunk_zarr(
+        fine_pancakes, target, PENCILS, TWO_PASS_MEM, cost_model=FREE_PASSES
+    )
 
     assert len(plan.plans[0].stages) > 1
     _assert_rechunked(fine_pancakes, target, PENCILS)
@@ -336,7 +342,9 @@ def test_rechunk_zarr_removes_an_explicit_temp_store_it_created(
     target = str(tmp_path / "dst.zarr")
     temp = str(tmp_path / "scratch")
 
-    plan = xb.rechunk_zarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp)
+    plan = xb.rechunk_zarr(
+        fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp, cost_model=FREE_PASSES
+    )
 
     assert len(plan.plans[0].stages) > 1
     _assert_rechunked(fine_pancakes, target, PENCILS)
@@ -350,7 +358,12 @@ def test_rechunk_zarr_keep_temp_leaves_uncompressed_zarr_copies(tmp_path):
     target = str(tmp_path / "dst.zarr")
 
     plan = xb.rechunk_zarr(
-        source, target, PENCILS, max_mem=FOUR_PASS_MEM, keep_temp=True
+        source,
+        target,
+        PENCILS,
+        max_mem=FOUR_PASS_MEM,
+        keep_temp=True,
+        cost_model=FREE_PASSES,
     )
 
     (stages,) = [p.stages for p in plan.plans]
@@ -408,7 +421,9 @@ def test_rechunk_zarr_accepts_an_empty_temp_directory_and_empties_it(
     temp = tmp_path / "scratch"
     temp.mkdir()
 
-    plan = xb.rechunk_zarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, str(temp))
+    plan = xb.rechunk_zarr(
+        fine_pancakes, target, PENCILS, TWO_PASS_MEM, str(temp), cost_model=FREE_PASSES
+    )
 
     assert len(plan.plans[0].stages) > 1
     _assert_rechunked(fine_pancakes, target, PENCILS)
@@ -488,6 +503,7 @@ def test_rechunk_zarr_on_multiple_processes_gives_the_same_store(
         target,
         PENCILS,
         max_mem=TWO_PASS_MEM,
+        cost_model=FREE_PASSES,
         pipeline_options=[
             "--direct_running_mode=multi_processing",
             "--direct_num_workers=2",
@@ -505,7 +521,12 @@ def test_rechunk_zarr_transform_with_two_threads_gives_the_same_store(
 ):
     target = str(tmp_path / "dst.zarr")
     transform = xb.RechunkZarr(
-        fine_pancakes, target, PENCILS, max_mem=TWO_PASS_MEM, num_threads=2
+        fine_pancakes,
+        target,
+        PENCILS,
+        max_mem=TWO_PASS_MEM,
+        num_threads=2,
+        cost_model=FREE_PASSES,
     )
 
     with beam.Pipeline("DirectRunner") as pipeline:
@@ -525,8 +546,11 @@ def test_rechunk_zarr_plan_prints_the_variables_and_building_writes_nothing(
     target = str(tmp_path / "dst.zarr")
     temp = str(tmp_path / "scratch")
 
-    default_temp = xb.RechunkZarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM)
-    explicit_temp = xb.RechunkZarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp)
+    free = {"cost_model": FREE_PASSES}
+    default_temp = xb.RechunkZarr(fine_pancakes, target, PENCILS, TWO_PASS_MEM, **free)
+    explicit_temp = xb.RechunkZarr(
+        fine_pancakes, target, PENCILS, TWO_PASS_MEM, temp, **free
+    )
 
     for transform in (default_temp, explicit_temp):
         text = str(transform.plan)
@@ -544,8 +568,9 @@ def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypa
         tmp_path / "src.zarr", 48, chunks={"time": 48, "latitude": 2, "longitude": 3}
     )
     pancake_chunks = {"time": 6, "latitude": -1, "longitude": -1}
+    free = {"cost_model": FREE_PASSES}
     reference = str(tmp_path / "reference.zarr")
-    plan = xb.rechunk_zarr(source, reference, pancake_chunks, max_mem=100_000)
+    plan = xb.rechunk_zarr(source, reference, pancake_chunks, max_mem=100_000, **free)
     assert len(plan.plans[0].stages) == 2
 
     target = str(tmp_path / "dst.zarr")
@@ -561,7 +586,7 @@ def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypa
 
     monkeypatch.setattr(rechunk_zarr._RegionCopier, "__call__", failing_call)
     with pytest.raises(Exception, match="simulated failure"):
-        xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000)
+        xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000, **free)
     monkeypatch.setattr(rechunk_zarr._RegionCopier, "__call__", real_call)
     temp = target + ".rechunk-temp"
     assert os.path.exists(temp)  # kept after the failure
@@ -572,9 +597,15 @@ def test_rechunk_zarr_resumes_after_a_failure_in_a_later_pass(tmp_path, monkeypa
     assert temp_files
 
     with pytest.raises(FileExistsError):
-        xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000)
+        xb.rechunk_zarr(source, target, pancake_chunks, max_mem=100_000, **free)
     xb.rechunk_zarr(
-        source, target, pancake_chunks, max_mem=100_000, resume=True, keep_temp=True
+        source,
+        target,
+        pancake_chunks,
+        max_mem=100_000,
+        resume=True,
+        keep_temp=True,
+        **free,
     )
     # The first pass was complete: its objects were kept, not rewritten.
     assert {p: os.stat(os.path.join(temp, p)).st_ino for p in temp_files} == temp_files

@@ -78,6 +78,7 @@ def _default_cost(plan) -> float:
             + stage.bytes_written * write
             + stage.pieces * costs.per_read
             + stage.objects * costs.per_object
+            + costs.per_pass
         )
     return seconds
 

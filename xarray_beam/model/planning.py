@@ -68,6 +68,11 @@ class CostModel:
         overhead (default 0.5 ms).
       per_object: seconds per object written (default 0.5 ms).
       per_piece: seconds per piece a shuffle moves (default 0.3 ms).
+      per_pass: seconds per pass of a storage plan whatever its size
+        (default 0.25 s, measured on the DirectRunner): a pipeline stage to
+        schedule and a temporary array per variable to create and remove.
+        Small stores are rechunked in one pass (re-reading source chunks)
+        when a second pass would save less than that.
 
     Example:
       >>> slow_disk = CostModel(read_compressed=1 / 50e6, write_compressed=1 / 25e6)
@@ -85,6 +90,7 @@ class CostModel:
     per_read: float = 0.5e-3
     per_object: float = 0.5e-3
     per_piece: float = 0.3e-3
+    per_pass: float = 0.25
 
     @classmethod
     def object_store(
@@ -611,6 +617,7 @@ def _storage_stages(
             + bytes_written * (costs.write_compressed if last else costs.write_temp)
             + pieces * costs.per_read
             + objects * costs.per_object
+            + costs.per_pass
         )
         stages.append(
             Stage(
