@@ -920,6 +920,30 @@ def test_object_store_costs_make_plans_with_fewer_requests():
     assert remote.stages[-1].write_units == local.stages[-1].write_units
 
 
+def test_a_cost_per_pass_keeps_small_rechunks_in_one_pass():
+    """Pancakes to pencils at 0.25 degrees with 256 MiB: at 31 hours a
+    second pass saves less work than it costs, at 121 hours it saves more."""
+    target = {"time": -1, "latitude": 23, "longitude": 45}
+
+    def passes(hours: int, costs: planning.CostModel) -> int:
+        dims = {"time": hours, "latitude": 721, "longitude": 1440}
+        plan = planning.plan_rechunk(
+            dims,
+            {"time": 24},
+            target,
+            4,
+            max_mem=2**28,
+            method="storage",
+            cost_model=costs,
+        )
+        return len(plan.stages)
+
+    free = planning.CostModel(per_pass=0)
+    assert passes(31, planning.CostModel()) == 1
+    assert passes(31, free) == 2
+    assert passes(121, planning.CostModel()) == passes(121, free) == 2
+
+
 def test_object_store_cost_model_charges_latency_per_request():
     base = planning.CostModel()
     remote = planning.CostModel.object_store(latency=0.04, in_flight=8)
