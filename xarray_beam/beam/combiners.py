@@ -30,7 +30,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from xarray_beam.beam import coders, metrics, runners
+from xarray_beam.beam import barriers, coders, metrics, runners
 from xarray_beam.io import stores, temp_stores
 from xarray_beam.model import reductions, units
 from xarray_beam.model.key import Key
@@ -747,9 +747,5 @@ class CombineThroughStorage(beam.PTransform):
                 beam.typehints.Tuple[key_type, xarray.Dataset]
             )
         )
-        _ = (
-            merged
-            | "CountMerged" >> beam.combiners.Count.Globally()
-            | "RemoveTemp" >> beam.Map(_remove, temp)
-        )
+        _ = barriers.after(merged, "Merged") | "RemoveTemp" >> beam.Map(_remove, temp)
         return merged

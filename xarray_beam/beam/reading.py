@@ -262,13 +262,18 @@ class CreateKeys(beam.PTransform):
         return self._keys.count
 
     def expand(self, pbegin):
+        # Create's own reshuffle would be a second one: a shuffle stage more
+        # per read (or rechunk pass) for nothing.
         if self._keys.count <= self.shard_keys_threshold:
-            keys = pbegin | "Create" >> beam.Create(list(self._keys.all()))
+            keys = pbegin | "Create" >> beam.Create(
+                list(self._keys.all()), reshuffle=False
+            )
         else:
             per_range = max(1, self.shard_keys_threshold // 10)
             keys = (
                 pbegin
-                | "CreateRanges" >> beam.Create(self._keys.ranges(per_range))
+                | "CreateRanges"
+                >> beam.Create(self._keys.ranges(per_range), reshuffle=False)
                 | "ShuffleRanges" >> beam.Reshuffle()
                 | "ExpandRanges" >> beam.FlatMap(self._keys.in_range)
             )

@@ -23,7 +23,7 @@ import zarr
 import zarr.abc.store
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from xarray_beam.beam import metrics, reading, runners, threadmap
+from xarray_beam.beam import barriers, metrics, reading, runners, threadmap
 from xarray_beam.io import (
     chunk_writer,
     locations,
@@ -226,11 +226,7 @@ def _planned_stored_dtype(
 
 def _pass_done(outputs, token, label: str):
     """A PCollection holding the setup token once every output has arrived."""
-    return (
-        outputs
-        | f"{label}Count" >> beam.combiners.Count.Globally()
-        | f"{label}Done" >> beam.Map(lambda _, t: t, beam.pvalue.AsSingleton(token))
-    )
+    return barriers.after(outputs, label, beam.pvalue.AsSingleton(token))
 
 
 def plan_store_rechunk(
@@ -548,8 +544,8 @@ class RechunkZarr(beam.PTransform):
             tuple(self._names),
             self.resume,
         )
-        token = (
-            pbegin | "StartSetup" >> beam.Create([None]) | "Setup" >> beam.Map(setup)
+        token = barriers.start(pbegin.pipeline, "StartSetup") | "Setup" >> beam.Map(
+            setup
         )
         finals = []
         for g, plan in enumerate(self.plan.plans):
@@ -589,11 +585,7 @@ class RechunkZarr(beam.PTransform):
             finals.append(ready)
         if not finals:
             return token
-        done = (
-            finals
-            | "AllGroups" >> beam.Flatten()
-            | "AllDone" >> beam.combiners.Count.Globally()
-        )
+        done = barriers.after(finals, "AllGroups", len(finals))
         if temp is None or self.keep_temp:
             return done
         return done | "RemoveTemp" >> beam.Map(_remove_then_report, temp)

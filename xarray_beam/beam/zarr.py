@@ -17,7 +17,7 @@ from typing import Any, cast
 import apache_beam as beam
 import xarray
 
-from xarray_beam.beam import metrics, reading, runners, threadmap
+from xarray_beam.beam import barriers, metrics, reading, runners, threadmap
 from xarray_beam.io import append as append_lib
 from xarray_beam.io import chunk_writer, locations, staging, stores, zarr_io
 from xarray_beam.io.stores import StoreLike
@@ -252,7 +252,7 @@ class ChunksToZarr(beam.PTransform):
             state = stores.store_state(self.options.store, self.options.storage_options)
             if state == "zarr":
                 self.options = dataclasses.replace(self.options, mode="r+")
-        start = pcoll.pipeline | "StartSetup" >> beam.Create([None])
+        start = barriers.start(pcoll.pipeline, "StartSetup")
         shift = None
         if self.append_dim is not None:
             plan = append_lib.plan_append(
