@@ -82,3 +82,13 @@ def test_after_waits_on_worker_processes(tmp_path):
         _ = barriers.after(written, "Written", 8) | beam.Map(write_report)
 
     assert report.read_text() == "8 8"
+
+
+def test_waiting_marks_bundles_not_elements():
+    marks = runners.collect(
+        lambda p: (
+            p | beam.Create(list(range(1000))) | beam.ParDo(barriers._MarkBundles())
+        )
+    )
+    assert 1 <= len(marks) < 1000
+    assert set(marks) == {None}

@@ -4,7 +4,7 @@ Beam's ``Create([None])`` and ``combiners.Count.Globally()`` do both jobs,
 but expand into about ten transforms and one to three shuffle stages each;
 every stage costs a bundle (and, on the DirectRunner, up to 0.2 s of
 waiting for its state sampler to stop). Here a start is one ``Impulse`` and
-waiting is a side input of one ``None`` per element.
+waiting is a side input of one ``None`` per bundle.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 
 def start(pipeline: beam.Pipeline, label: str) -> beam.PCollection:
@@ -42,7 +45,7 @@ def after(
     if isinstance(pcolls, beam.PCollection):
         pcolls = [pcolls]
     waited = [
-        beam.pvalue.AsIter(pcoll | f"{label}Mark{i}" >> beam.Map(_nothing))
+        beam.pvalue.AsIter(pcoll | f"{label}Mark{i}" >> beam.ParDo(_MarkBundles()))
         for i, pcoll in enumerate(pcolls)
     ]
     return start(pcolls[0].pipeline, f"{label}Start") | f"{label}Done" >> beam.Map(
@@ -50,8 +53,20 @@ def after(
     )
 
 
-def _nothing(_) -> None:
-    return None
+class _MarkBundles(beam.DoFn):
+    """One ``None`` per bundle that had elements: what waiting needs, so the
+    side input stays small however many elements there are."""
+
+    def start_bundle(self) -> None:
+        self._seen = False
+
+    def process(self, element):
+        self._seen = True
+        return ()
+
+    def finish_bundle(self):
+        if self._seen:
+            yield WindowedValue(None, MIN_TIMESTAMP, [GlobalWindow()])
 
 
 def _value(_, value, *waited) -> Any:
