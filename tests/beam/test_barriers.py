@@ -92,3 +92,8 @@ def test_waiting_marks_bundles_not_elements():
     )
     assert 1 <= len(marks) < 1000
     assert set(marks) == {None}
+
+
+def test_after_needs_something_to_wait_for():
+    with pytest.raises(ValueError, match="Nothing: nothing to wait for"):
+        barriers.after([], "Nothing")

@@ -39,11 +39,16 @@ def after(
       value: what the element is: a constant, or a ``beam.pvalue.AsSingleton``
         (e.g. a setup's token), whose value it then is.
 
+    Raises:
+      ValueError: if ``pcolls`` is an empty list.
+
     Example:
       ``after(written, "AllWritten") | beam.Map(remove_temp_store)``
     """
     if isinstance(pcolls, beam.PCollection):
         pcolls = [pcolls]
+    if not pcolls:
+        raise ValueError(f"{label}: nothing to wait for (no PCollections given)")
     waited = [
         beam.pvalue.AsIter(pcoll | f"{label}Mark{i}" >> beam.ParDo(_MarkBundles()))
         for i, pcoll in enumerate(pcolls)
