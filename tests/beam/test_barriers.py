@@ -56,32 +56,28 @@ def test_start_is_one_element(tmp_path):
 
 @pytest.mark.slow  # starts worker processes
 def test_after_waits_on_worker_processes(tmp_path):
-    """Workers in other processes: files are the only shared state. (The
-    steps are local functions: cloudpickle sends those by value, and the
-    workers cannot import this test module.)"""
+    """Workers in other processes: directories are the only shared state.
+    (Only standard functions run there: workers cannot import this module.)"""
     files = tmp_path / "files"
     files.mkdir()
-    report = tmp_path / "report.txt"
-
-    def leave_file(n):
-        (files / str(n)).write_text("done")
-
-    def write_report(value):
-        report.write_text(f"{value} {len(list(files.iterdir()))}")
-
     options = runners.in_process_options(
         ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
     with beam.Pipeline(options=options) as p:
-        written = (
+        made = (
             p
-            | beam.Create(list(range(8)))
+            | beam.Create([str(files / str(n)) for n in range(8)])
             | "Reshuffle" >> beam.Reshuffle()
-            | beam.Map(leave_file)
+            | beam.Map(os.mkdir)
         )
-        _ = barriers.after(written, "Written", 8) | beam.Map(write_report)
+        _ = (
+            barriers.after(made, "Made", str(files))
+            | beam.Map(os.listdir)
+            | beam.Map(len)
+            | beam.io.WriteToText(str(tmp_path / "count"), shard_name_template="")
+        )
 
-    assert report.read_text() == "8 8"
+    assert (tmp_path / "count").read_text() == "8\n"
 
 
 def test_waiting_marks_bundles_not_elements():
