@@ -944,6 +944,13 @@ def test_a_cost_per_pass_keeps_small_rechunks_in_one_pass():
     assert passes(121, planning.CostModel()) == passes(121, free) == 2
 
 
+@pytest.mark.parametrize("field", ["per_pass", "read_compressed", "per_object"])
+@pytest.mark.parametrize("value", [-0.25, float("nan"), float("inf"), "0.25"])
+def test_a_cost_model_refuses_negative_or_non_numeric_costs(field, value):
+    with pytest.raises(ValueError, match=f"CostModel.{field} must be"):
+        CostModel(**{field: value})
+
+
 def test_object_store_cost_model_charges_latency_per_request():
     base = planning.CostModel()
     remote = planning.CostModel.object_store(latency=0.04, in_flight=8)

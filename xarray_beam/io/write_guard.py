@@ -116,5 +116,4 @@ def open_guarded_group(
         )
     else:
         inner = zarr.storage.LocalStore(store, read_only=False)
-    kwargs: dict[str, Any] = {} if zarr_format is None else {"zarr_format": zarr_format}
-    return zarr.open_group(GuardedStore(inner), mode="r+", **kwargs)
+    return stores.open_group(GuardedStore(inner), "r+", zarr_format=zarr_format)

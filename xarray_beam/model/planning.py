@@ -92,6 +92,15 @@ class CostModel:
     per_piece: float = 0.3e-3
     per_pass: float = 0.25
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int | float) or not 0 <= value < math.inf:
+                raise ValueError(
+                    f"CostModel.{field.name} must be a finite number >= 0 "
+                    f"(seconds), got {value!r}"
+                )
+
     @classmethod
     def object_store(
         cls, latency: float = OBJECT_STORE_LATENCY, in_flight: int = 8
