@@ -5,6 +5,7 @@ on ``dataset.astype('float64')``, and dtypes with xarray run on the original
 dtypes.
 """
 
+import concurrent.futures
 import random
 import warnings
 
@@ -14,6 +15,7 @@ import xarray
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xarray_beam.model import reductions
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import STATS, Reducer, check_weights, weights_for
 
@@ -504,6 +506,63 @@ def test_reduce_groups_with_bins_equals_reducing_each_bin_separately(
                 # leave a variable without the grouped dim as it is.
                 expected = getattr(dataset, stat)("time").const
                 xarray.testing.assert_identical(actual.const, expected)
+
+
+def _threaded_map(calls: list):
+    """A map_fn that runs items on threads and records what it was given."""
+
+    def map_fn(fn, items):
+        calls.append(list(items))
+        with concurrent.futures.ThreadPoolExecutor(len(items)) as pool:
+            return list(pool.map(fn, items))
+
+    return map_fn
+
+
+@pytest.mark.parametrize("stat", ["mean", "var", "max", "count"])
+def test_reduce_groups_through_map_fn_equals_serial_reduction(stat):
+    rng = np.random.default_rng(4)
+    shape = (48, 80, 60)  # a group: 24 rows of float64 and float32, 1.3 MiB
+    a = rng.normal(size=shape)
+    a[rng.random(shape) < 0.1] = np.nan
+    dataset = xarray.Dataset(
+        {
+            "a": (("time", "y", "x"), a),
+            "b": (("time", "y", "x"), rng.normal(size=shape).astype("f4")),
+            "const": ("x", np.arange(60.0)),
+        }
+    )
+    assert reductions.PARALLEL_BYTES <= (24 * 80 * 60 * 12) < 2 * 2**20
+    groups = np.repeat([0, 1], 24)
+    bins = np.arange(48) % 6
+    hours = xarray.Variable(("hour",), np.arange(6) * 4)
+    reducer = Reducer(stat)
+    calls: list = []
+    threaded = list(
+        reducer.reduce_groups(
+            dataset, "time", groups, bins, hours, map_fn=_threaded_map(calls)
+        )
+    )
+    serial = list(reducer.reduce_groups(dataset, "time", groups, bins, hours))
+    assert calls == [["a", "b"], ["a", "b"]]  # each group's variables, at once
+    assert [n for n, _ in threaded] == [n for n, _ in serial] == [0, 1]
+    for (_, mine), (_, theirs) in zip(threaded, serial, strict=True):
+        xarray.testing.assert_identical(
+            reducer.finalize(mine), reducer.finalize(theirs)
+        )
+
+
+def test_reduce_groups_keeps_small_groups_off_map_fn():
+    dataset = _grouped_data()  # a few hundred bytes a group
+    calls: list = []
+    reducer = Reducer("mean")
+    results = list(
+        reducer.reduce_groups(
+            dataset, "time", GROUP_PATTERNS["contiguous"], map_fn=_threaded_map(calls)
+        )
+    )
+    assert calls == []
+    assert [number for number, _ in results] == [0, 1, 3]
 
 
 @pytest.mark.parametrize("stat", ["mean", "var", "sum"])

@@ -31,6 +31,7 @@ import pandas as pd
 import xarray
 
 from xarray_beam.beam import coders, combiners, threadmap
+from xarray_beam.io import threads
 from xarray_beam.model import reductions, templates, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Reducer
@@ -319,6 +320,7 @@ class _GroupChunk:
             bins,
             self.grouping.dense_coord(),
             weights,
+            map_fn=threads.map_compute,
         ):
             partial.groups = self.grouping.labels_of(number)
             yield base.with_offsets(**self.grouping.offsets(number)), partial

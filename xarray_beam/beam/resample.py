@@ -25,6 +25,7 @@ import numpy as np
 import xarray
 
 from xarray_beam.beam import coders, combiners, threadmap
+from xarray_beam.io import threads
 from xarray_beam.model import periods as periods_lib
 from xarray_beam.model import reductions, templates, units
 from xarray_beam.model.key import Key
@@ -87,7 +88,12 @@ class _ReducePeriods:
     def _partials(self, base: Key, chunk: xarray.Dataset, numbers, bins):
         dim = self.periods.dim
         for number, partial in self.reducer.reduce_groups(
-            chunk, dim, numbers, bins, _offsets_coord(self.periods)
+            chunk,
+            dim,
+            numbers,
+            bins,
+            _offsets_coord(self.periods),
+            map_fn=threads.map_compute,
         ):
             yield base.with_offsets(**{dim: number * self.periods.per_chunk}), partial
 

@@ -1,15 +1,19 @@
-"""Threads for storage work: a few chunks or variables in flight at once.
+"""Threads for storage work (a few chunks or variables in flight at once)
+and for NumPy work on the variables of one chunk.
 
 Loading and writing chunks spend most of their time waiting on storage, so
 the variables of a chunk load or write in parallel threads of one
 process-wide pool, and ``map_bounded`` keeps at most a given number of
-items in flight, which bounds memory.
+items in flight, which bounds memory. NumPy releases the GIL in its loops,
+so ``map_compute`` reduces the variables of a chunk on all cores at once
+instead of one after the other in the thread Beam runs the step in.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,11 +22,11 @@ _pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool(name: str) -> concurrent.futures.ThreadPoolExecutor:
+def _pool(name: str, workers: int = 16) -> concurrent.futures.ThreadPoolExecutor:
     with _pools_lock:
         if name not in _pools:
             _pools[name] = concurrent.futures.ThreadPoolExecutor(
-                max_workers=16, thread_name_prefix=f"xarray_beam_{name}"
+                max_workers=workers, thread_name_prefix=f"xarray_beam_{name}"
             )
         return _pools[name]
 
@@ -61,3 +65,19 @@ def map_bounded(fn: Callable[[Any], Any], items: list[Any], limit: int) -> list[
             results.append(pending.popleft().result())
     results.extend(future.result() for future in pending)
     return results
+
+
+def map_compute(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, on as many threads as there are cores.
+
+    For CPU-bound tasks that release the GIL (NumPy reductions) and never
+    wait on other tasks: they run in a pool of their own, so they cannot
+    take the threads storage work waits on.
+
+    Example:
+      >>> map_compute(len, [[1], [1, 2]])
+      [1, 2]
+    """
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    return list(_pool("compute", max(2, os.cpu_count() or 1)).map(fn, items))

@@ -13,7 +13,8 @@ everywhere, which keeps partials of NaN-free data small.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -58,6 +59,19 @@ class VariablePartial:
     fields: dict[str, np.ndarray]
     dtype: np.dtype
     attrs: dict[str, Any]
+
+
+MapFn = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+"""``map_fn(fn, items)`` returns ``[fn(item) for item in items]``, maybe on
+several threads."""
+
+# Groups smaller than this reduce their variables one after the other: a
+# thread's hand-off costs more than their arithmetic.
+PARALLEL_BYTES = 2**20
+
+
+def _map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    return [fn(item) for item in items]
 
 
 @dataclasses.dataclass
@@ -288,6 +302,7 @@ class Reducer:
         bins: np.ndarray | None = None,
         bin_coord: xarray.Variable | None = None,
         weights: xarray.DataArray | None = None,
+        map_fn: MapFn | None = None,
     ) -> Iterator[tuple[int, Partial]]:
         """Partial results of each group of positions along ``dim``.
 
@@ -302,6 +317,9 @@ class Reducer:
             partial result covers every bin.
           bin_coord: the 1-D coordinate of the bins.
           weights: optional weights lined up with the chunk.
+          map_fn: how to map over the variables of a group, e.g. on threads
+            (``io.threads.map_compute``); used for groups of at least
+            ``PARALLEL_BYTES``, and the tasks never share arrays they write.
 
         Yields:
           ``(group number, partial)`` for each group present, in order.
@@ -332,27 +350,37 @@ class Reducer:
         }
         if bin_coord is not None:
             coords[bin_coord.dims[0]] = bin_coord
+
+        def partial_of(
+            name: Hashable, positions: np.ndarray | slice
+        ) -> VariablePartial:
+            var, values, all_weights = arrays[name]
+            x = values[positions]
+            w = None if all_weights is None else all_weights[positions]
+            rest = tuple(d for d in var.dims if d != dim)
+            sizes = tuple(var.sizes[d] for d in rest)
+            if bins is None:
+                fields = self._fields(x, (0,), w)
+            else:
+                coord = cast(xarray.Variable, bin_coord)  # given with bins
+                fields = self._binned_fields(x, bins[positions], coord.size, w)
+                rest = (*extra, *rest)
+                sizes = (coord.size, *sizes)
+            return VariablePartial(rest, sizes, fields, var.dtype, dict(var.attrs))
+
+        names = list(arrays)
+        row_bytes = sum(values.nbytes for _, values, _ in arrays.values()) // max(
+            1, len(order)
+        )
         for start, stop in zip(starts, stops, strict=True):
             rows = order[start:stop]
             positions: np.ndarray | slice = rows
-            variables = {}
             if rows[-1] - rows[0] == len(rows) - 1:
                 positions = slice(rows[0], rows[-1] + 1)  # a view
-            for name, (var, values, all_weights) in arrays.items():
-                x = values[positions]
-                w = None if all_weights is None else all_weights[positions]
-                rest = tuple(d for d in var.dims if d != dim)
-                sizes = tuple(var.sizes[d] for d in rest)
-                if bins is None:
-                    fields = self._fields(x, (0,), w)
-                else:
-                    coord = cast(xarray.Variable, bin_coord)  # given with bins
-                    fields = self._binned_fields(x, bins[positions], coord.size, w)
-                    rest = (*extra, *rest)
-                    sizes = (coord.size, *sizes)
-                variables[name] = VariablePartial(
-                    rest, sizes, fields, var.dtype, dict(var.attrs)
-                )
+            group_bytes = row_bytes * (stop - start)
+            each = map_fn if map_fn and group_bytes >= PARALLEL_BYTES else _map
+            found = each(functools.partial(partial_of, positions=positions), names)
+            variables = dict(zip(names, found, strict=True))
             yield (
                 int(ordered[start]),
                 Partial(variables, dict(constants), dict(coords), dict(dataset.attrs)),
