@@ -552,6 +552,33 @@ def test_reduce_groups_through_map_fn_equals_serial_reduction(stat):
         )
 
 
+@pytest.mark.parametrize("across", [False, True])
+def test_reduce_through_map_fn_equals_serial_reduction(across):
+    rng = np.random.default_rng(5)
+    shape = (40, 60, 70)  # 1.3 MiB of float64 a variable
+    dataset = xarray.Dataset(
+        {
+            "a": (("time", "y", "x"), rng.normal(size=shape)),
+            "flat": (("y", "x"), rng.normal(size=shape[1:])),
+            "label": ("x", np.array(["p"] * 70)),
+            "b": (("time", "y", "x"), rng.normal(size=shape).astype("f4")),
+        }
+    )
+    reducer = Reducer("var")
+    calls: list = []
+    mapped = reducer.reduce(
+        dataset, ["time"], across=across, map_fn=_threaded_map(calls)
+    )
+    serial = reducer.reduce(dataset, ["time"], across=across)
+    assert calls == [["a", "b"]]
+    in_order = [name for name in dataset.data_vars if name in serial.variables]
+    assert list(mapped.variables) == list(serial.variables) == in_order
+    xarray.testing.assert_identical(reducer.finalize(mapped), reducer.finalize(serial))
+    small = dataset.isel(x=slice(0, 2))
+    reducer.reduce(small, ["time"], map_fn=_threaded_map(calls))
+    assert len(calls) == 1  # too small to be worth threads
+
+
 def test_reduce_groups_keeps_small_groups_off_map_fn():
     dataset = _grouped_data()  # a few hundred bytes a group
     calls: list = []

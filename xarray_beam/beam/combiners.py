@@ -31,7 +31,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from xarray_beam.beam import barriers, coders, metrics, runners
-from xarray_beam.io import stores, temp_stores
+from xarray_beam.io import stores, temp_stores, threads
 from xarray_beam.model import reductions, units
 from xarray_beam.model.key import Key
 from xarray_beam.model.reductions import Partial, Reducer
@@ -195,7 +195,7 @@ class _ReduceChunk:
         weights = None
         if self.weights is not None:
             weights = reductions.weights_for(self.weights, key.offsets, chunk, key)
-        partial = self.reducer.reduce(chunk, dims, weights)
+        partial = self.reducer.reduce(chunk, dims, weights, map_fn=threads.map_compute)
         return key.with_offsets(**{d: None for d in dims}), partial
 
 

@@ -155,6 +155,7 @@ class Reducer:
         dims: Sequence[str],
         weights: xarray.DataArray | None = None,
         across: bool = False,
+        map_fn: MapFn | None = None,
     ) -> Partial:
         """The partial result of reducing ``dataset`` over ``dims``.
 
@@ -166,33 +167,43 @@ class Reducer:
             ``dims``: False keeps them as they are (the chunks of one dataset
             hold copies of them), True reduces them across the datasets
             merged, as ``reduce_element`` does (datasets of an ensemble).
+          map_fn: how to map over the reduced variables, as in
+            ``reduce_groups``.
         """
         dims = list(dims)
         variables = {}
         constants = {}
+        reduced: list[Hashable] = []
         for name, var in dataset.data_vars.items():
             axes = tuple(var.get_axis_num(d) for d in dims if d in var.dims)
             if not axes and across and reducible(var.dtype):
                 variables[name] = self._element(var)
-                continue
-            if not axes:
+            elif not axes:
                 constants[name] = var.variable
-                continue
-            if not reducible(var.dtype):
-                continue  # like xarray's numeric_only reductions
-            values = np.asarray(var.values)
+            elif reducible(var.dtype):  # else dropped, like numeric_only
+                reduced.append(name)
+
+        def partial_of(name: Hashable) -> VariablePartial:
+            var = dataset[name]
+            axes = tuple(var.get_axis_num(d) for d in dims if d in var.dims)
             w = None
             if weights is not None:
                 w = _broadcast_weights(weights, var, np.asarray(weights.values))
-            fields = self._fields(values, axes, w)
+            fields = self._fields(np.asarray(var.values), axes, w)
             result_dims = tuple(d for d in var.dims if d not in dims)
-            variables[name] = VariablePartial(
+            return VariablePartial(
                 result_dims,
                 tuple(var.sizes[d] for d in result_dims),
                 fields,
                 var.dtype,
                 dict(var.attrs),
             )
+
+        nbytes = sum(dataset[name].nbytes for name in reduced)
+        each = map_fn if map_fn and nbytes >= PARALLEL_BYTES else _map
+        variables.update(zip(reduced, each(partial_of, reduced), strict=True))
+        order = {name: i for i, name in enumerate(dataset.data_vars)}
+        variables = dict(sorted(variables.items(), key=lambda item: order[item[0]]))
         coords = {
             name: coord.variable
             for name, coord in dataset.coords.items()
