@@ -69,6 +69,7 @@ def run_child(methods: dict[str, Method], args: Any) -> None:
     """In the child process: run one method and print its result as JSON."""
     target = os.path.join(args.workdir, f"out_{args.method}.zarr")
     shutil.rmtree(target, ignore_errors=True)
+    os.sync()  # as in run_all: nothing left to write back from before
     result = methods[args.method](args.source, target, args)
     if not isinstance(result, dict):
         result = {"seconds": result}
@@ -85,6 +86,10 @@ def run_all(
     # OpenBLAS's idle threads spin and steal CPU from the work being timed.
     env = {"OPENBLAS_NUM_THREADS": "1", **os.environ}
     for method in methods:
+        # Each method starts with no dirty pages left for the kernel to write
+        # back: the gigabytes an earlier method wrote (and the output deleted
+        # just before) would otherwise compete with this one's disk I/O.
+        os.sync()
         done = subprocess.run(
             [sys.executable, script, *argv, "--method", method, "--source", source],
             capture_output=True,
