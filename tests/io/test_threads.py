@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -48,3 +52,48 @@ def test_map_compute_inside_variable_pool_does_not_deadlock():
     assert threads.map_variables(per_variable, items) == [
         [i * 10, i * 10 + 1] for i in items
     ]
+
+
+# In a fresh process: fill the pools with threads, fork, use them in the child.
+_FORK_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os, sys, threading
+    from xarray_beam.io import threads
+
+    def fill(map_items, workers):
+        barrier = threading.Barrier(workers)
+        map_items(lambda _: barrier.wait(), list(range(workers)))
+
+    def child(queue):
+        queue.put((threads.map_compute(abs, [-4, -5]),
+                   threads.map_variables(abs, [-6, -7]),
+                   threads.map_bounded(abs, [-8, -9], 2)))
+
+    fill(threads.map_compute, max(2, os.cpu_count() or 1))
+    fill(threads.map_variables, 16)
+    fill(lambda fn, items: threads.map_bounded(fn, items, 16), 16)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    process.join(20)
+    if process.is_alive():
+        process.kill()
+        sys.exit("the forked child hung")
+    print(queue.get())
+    """
+)
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork here"
+)
+def test_a_forked_child_makes_pools_of_its_own():
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _FORK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "([4, 5], [6, 7], [8, 9])"

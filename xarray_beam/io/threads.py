@@ -22,6 +22,18 @@ _pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
+def _forget_pools_after_fork() -> None:
+    """In a forked child, the parent's pools have no threads: a task given
+    to one would wait forever. The child makes pools of its own."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
 def _pool(name: str, workers: int = 16) -> concurrent.futures.ThreadPoolExecutor:
     with _pools_lock:
         if name not in _pools:
