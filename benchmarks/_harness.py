@@ -2,7 +2,8 @@
 
 A method is a function ``(source, target, args) -> seconds`` (timed inside
 the process, after imports). The parent prints seconds, MB/s, the ratio to a
-reference method and the peak RSS of the method's process tree.
+reference method and the peak RSS of the method's process tree; with
+``--rounds N``, medians of N interleaved rounds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -79,37 +81,73 @@ def run_child(methods: dict[str, Method], args: Any) -> None:
 
 
 def run_all(
-    script: str, methods: list[str], source: str, nbytes: int, argv: list[str]
+    script: str,
+    methods: list[str],
+    source: str,
+    nbytes: int,
+    argv: list[str],
+    rounds: int = 1,
 ) -> dict[str, dict]:
-    """Run every method in a fresh process; print and return the table."""
-    results = {}
+    """Run every method in a fresh process, ``rounds`` times interleaved
+    (method 1, method 2, ..., method 1, ...); print and return the table.
+
+    With several rounds a row shows the median seconds, the median of the
+    per-round ratios to the first method (each against that round's run of
+    it) with their range, and the largest peak RSS.
+    """
     # OpenBLAS's idle threads spin and steal CPU from the work being timed.
     env = {"OPENBLAS_NUM_THREADS": "1", **os.environ}
-    for method in methods:
-        # Each method starts with no dirty pages left for the kernel to write
-        # back: the gigabytes an earlier method wrote (and the output deleted
-        # just before) would otherwise compete with this one's disk I/O.
-        os.sync()
-        done = subprocess.run(
-            [sys.executable, script, *argv, "--method", method, "--source", source],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if done.returncode:
-            print(f"{method} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-            continue
-        results[method] = json.loads(done.stdout.strip().splitlines()[-1])
-    reference = results[methods[0]]["seconds"] if methods[0] in results else 1.0
+    runs: dict[str, list[dict]] = {method: [] for method in methods}
+    ratios: dict[str, list[float]] = {method: [] for method in methods}
+    for _ in range(rounds):
+        reference = None
+        for method in methods:
+            # Each method starts with no dirty pages left for the kernel to
+            # write back: the gigabytes an earlier method wrote (and the
+            # output deleted just before) would otherwise compete with this
+            # one's disk I/O.
+            os.sync()
+            done = subprocess.run(
+                [sys.executable, script, *argv, "--method", method, "--source", source],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if done.returncode:
+                print(f"{method} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[method].append(result)
+            if method == methods[0]:
+                reference = result["seconds"]
+            if reference:
+                ratios[method].append(result["seconds"] / reference)
+    results = {m: _summary(r, ratios[m]) for m, r in runs.items() if r}
+    spread = rounds > 1
     print(
         f"{'method':<22}{'seconds':>9}{'MB/s':>8}{'x ' + methods[0]:>14}"
-        f"{'peak RSS MB':>13}{'projected MB':>14}"
+        f"{'range' if spread else '':>13}{'peak RSS MB':>13}{'projected MB':>14}"
     )
     for method, r in results.items():
         projected = r.get("projected_mb")
+        low, high = r["ratio_range"]
         print(
             f"{method:<22}{r['seconds']:>9.2f}{nbytes / 1e6 / r['seconds']:>8.0f}"
-            f"{r['seconds'] / reference:>14.2f}{r['peak_rss_mb']:>13.0f}"
+            f"{r['ratio']:>14.2f}{f'{low:.2f}-{high:.2f}' if spread else '':>13}"
+            f"{r['peak_rss_mb']:>13.0f}"
             f"{'' if projected is None else f'{projected:.0f}':>14}"
         )
+    if spread:
+        print(f"medians of {rounds} interleaved rounds")
     return results
+
+
+def _summary(runs: list[dict], ratios: list[float]) -> dict:
+    """One method's rounds: median seconds and ratio, largest peak."""
+    summary = dict(runs[-1])
+    summary["seconds"] = statistics.median(r["seconds"] for r in runs)
+    summary["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    summary["ratio"] = statistics.median(ratios) if ratios else float("nan")
+    summary["ratio_range"] = (min(ratios), max(ratios)) if ratios else (0.0, 0.0)
+    summary["rounds"] = runs
+    return summary

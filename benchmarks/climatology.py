@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--max-mem-mb", type=int, default=64)
     parser.add_argument("--workdir", default="/tmp/xarray_beam_bench")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds (medians)"
+    )
+    parser.add_argument(
         "--methods", default=",".join(METHODS), help="comma-separated subset"
     )
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -137,7 +140,9 @@ def main() -> None:
         f"--read-hours={args.read_hours}",
         f"--max-mem-mb={args.max_mem_mb}",
     ]
-    _harness.run_all(__file__, args.methods.split(","), source, nbytes, argv)
+    _harness.run_all(
+        __file__, args.methods.split(","), source, nbytes, argv, rounds=args.rounds
+    )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0, help="store size")
     parser.add_argument("--resolution", type=float, default=0.25)
     parser.add_argument("--workdir", default="/tmp/xarray_beam_bench")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds (medians)"
+    )
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -66,7 +69,7 @@ def main() -> None:
     source, nbytes = _harness.synthetic_store(args.gb, args.resolution, args.workdir)
     print(f"store: {source} ({nbytes / 1e9:.2f} GB uncompressed)")
     argv = [f"--resolution={args.resolution}", f"--workdir={args.workdir}"]
-    _harness.run_all(__file__, list(METHODS), source, nbytes, argv)
+    _harness.run_all(__file__, list(METHODS), source, nbytes, argv, rounds=args.rounds)
 
 
 if __name__ == "__main__":

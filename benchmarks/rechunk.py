@@ -90,6 +90,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="tasks at once")
     parser.add_argument("--workdir", default="/tmp/xarray_beam_bench")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds (medians)"
+    )
+    parser.add_argument(
         "--methods", default=",".join(METHODS), help="comma-separated subset"
     )
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -113,7 +116,9 @@ def main() -> None:
         f"--workdir={args.workdir}",
         f"--threads={args.threads}",
     ]
-    _harness.run_all(__file__, args.methods.split(","), source, nbytes, argv)
+    _harness.run_all(
+        __file__, args.methods.split(","), source, nbytes, argv, rounds=args.rounds
+    )
 
 
 if __name__ == "__main__":
