@@ -125,7 +125,7 @@ def run_all(
     results = {m: _summary(r, ratios[m]) for m, r in runs.items() if r}
     spread = rounds > 1
     print(
-        f"{'method':<22}{'seconds':>9}{'MB/s':>8}{'x ' + methods[0]:>14}"
+        f"{'method':<22}{'seconds':>9}{'MB/s':>8}{'x ' + methods[0]:>17}"
         f"{'range' if spread else '':>13}{'peak RSS MB':>13}{'projected MB':>14}"
     )
     for method, r in results.items():
@@ -133,7 +133,7 @@ def run_all(
         low, high = r["ratio_range"]
         print(
             f"{method:<22}{r['seconds']:>9.2f}{nbytes / 1e6 / r['seconds']:>8.0f}"
-            f"{r['ratio']:>14.2f}{f'{low:.2f}-{high:.2f}' if spread else '':>13}"
+            f"{r['ratio']:>17.2f}{f'{low:.2f}-{high:.2f}' if spread else '':>13}"
             f"{r['peak_rss_mb']:>13.0f}"
             f"{'' if projected is None else f'{projected:.0f}':>14}"
         )
