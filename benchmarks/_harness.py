@@ -61,7 +61,22 @@ def synthetic_store(gb: float, resolution: float, workdir: str) -> tuple[str, in
     hours = synthetic.hours_for_size(gb * 1e9, resolution)
     path = os.path.join(workdir, f"era5_{hours}h_{resolution}.zarr")
     if not os.path.exists(path):
-        synthetic.write_era5_like(path, hours=hours, resolution=resolution)
+        # In a child process: Linux carries a process's peak RSS over to the
+        # children it starts, so a parent that held the new store's arrays
+        # would inflate every method's peak.
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from xarray_beam import synthetic; "
+                "synthetic.write_era5_like(sys.argv[1], hours=int(sys.argv[2]), "
+                "resolution=float(sys.argv[3]))",
+                path,
+                str(hours),
+                str(resolution),
+            ],
+            check=True,
+        )
     lat, lon = synthetic.grid(resolution)
     nbytes = hours * lat.size * lon.size * 4 * len(synthetic.DEFAULT_VARIABLES)
     return path, nbytes
