@@ -135,8 +135,8 @@ def _short_state_sampling() -> Iterator[None]:
 # to eight per core, and memory freed into one arena serves only the threads
 # using it. The package's reading, reducing and writing threads all allocate
 # chunk-sized arrays, so each arena keeps some: the README climatology (2 GB
-# store) peaked at 500-530 MB on Python 3.13 and 460-490 MB on 3.11 with
-# glibc's default, 400-415 MB on both with two arenas, and ran no slower.
+# store) peaked at 498-541 MB on Python 3.13 and 458-490 MB on 3.11 with
+# glibc's default, 391-415 MB on both with two arenas, and ran no slower.
 # Runs here allow one arena per core (at least two), unless the user chose
 # with MALLOC_ARENA_MAX; worker processes started by the run get the same.
 ARENA_ENV = "MALLOC_ARENA_MAX"
